@@ -25,7 +25,7 @@ deps: ## Install the missing Debian packages the tests and the sandbox need (apt
 .PHONY: build
 build: ## Build every binary into _output/bin
 	@mkdir -p $(BIN)
-	@pkgs=$$($(GO) list ./cmd/... 2>/dev/null); \
+	@pkgs=$$($(GO) list ./cmd/... 2>/dev/null || true); \
 	if [ -n "$$pkgs" ]; then $(GO) build -o $(BIN)/ $$pkgs; fi
 
 .PHONY: k8s-bins
