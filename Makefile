@@ -27,6 +27,7 @@ build: ## Build every binary into _output/bin
 	@mkdir -p $(BIN)
 	@pkgs=$$($(GO) list ./cmd/... 2>/dev/null || true); \
 	if [ -n "$$pkgs" ]; then $(GO) build -o $(BIN)/ $$pkgs; fi
+	@if [ -f coredns-build/main.go ]; then $(GO) build -o $(BIN)/coredns ./coredns-build; fi
 
 .PHONY: k8s-bins
 k8s-bins: ## Build etcd and the Kubernetes binaries into _output/k8s (skipped when current)
