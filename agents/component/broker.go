@@ -19,9 +19,9 @@ import (
 const (
 	BrokerSecretName       = "submariner-broker-secret"
 	DefaultBrokerSecretDir = "/run/secrets/submariner.io/" + BrokerSecretName
-	BrokerSecretServer     = "server"  // the broker API server's URL
-	BrokerSecretCA         = "ca.crt"  // PEM CA bundle of the broker API server
-	BrokerSecretToken      = "token"   // this cluster's identity on the broker
+	BrokerSecretServer     = "server" // the broker API server's URL
+	BrokerSecretCA         = "ca.crt" // PEM CA bundle of the broker API server
+	BrokerSecretToken      = "token"  // this cluster's identity on the broker
 )
 
 // BrokerOptions locate the broker and this cluster's credentials for it.
