@@ -13,6 +13,7 @@ packages=(
 	kmod
 	procps
 	libreswan       # pluto and whack
+	libnss3-tools   # certutil, which initialises pluto's NSS database
 	wireguard-tools # wg, to inspect WireGuard devices
 	dnsutils        # dig
 	dnsperf
