@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -127,13 +128,26 @@ func SkipUnlessAssets(t testing.TB) string {
 	return dir
 }
 
+// Options change how StartWith starts control planes; the zero value is Start's.
+type Options struct {
+	// APIServerFlags are set on every kube-apiserver, replacing envtest's value of
+	// the same flag (for example "authorization-mode": {"Node,RBAC"}).
+	APIServerFlags map[string][]string
+}
+
 // Start starts one control plane per name in parallel, with our CRDs and the MCS
 // CRDs installed, and stops them when the test ends. It skips the test when the
 // binaries have not been built.
 func Start(t testing.TB, names ...string) []*Plane {
 	t.Helper()
+	return StartWith(t, Options{}, names...)
+}
+
+// StartWith is Start with Options.
+func StartWith(t testing.TB, opts Options, names ...string) []*Plane {
+	t.Helper()
 	dir := SkipUnlessAssets(t)
-	planes, err := StartPlanes(context.Background(), dir, t.TempDir(), names...)
+	planes, err := StartPlanesWith(context.Background(), dir, t.TempDir(), opts, names...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,11 +163,16 @@ func Start(t testing.TB, names ...string) []*Plane {
 // the planes with binaries from assets, writes kubeconfig files under workDir and
 // leaves stopping them to the caller (StopAll). On error nothing is left running.
 func StartPlanes(ctx context.Context, assets, workDir string, names ...string) ([]*Plane, error) {
+	return StartPlanesWith(ctx, assets, workDir, Options{}, names...)
+}
+
+// StartPlanesWith is StartPlanes with Options.
+func StartPlanesWith(ctx context.Context, assets, workDir string, opts Options, names ...string) ([]*Plane, error) {
 	planes := make([]*Plane, len(names))
 	errs := make([]error, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
-		wg.Go(func() { planes[i], errs[i] = start(ctx, assets, workDir, name) })
+		wg.Go(func() { planes[i], errs[i] = start(ctx, assets, workDir, name, opts) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -168,12 +187,20 @@ func StartPlanes(ctx context.Context, assets, workDir string, names ...string) (
 	return planes, nil
 }
 
-func start(ctx context.Context, assets, workDir, name string) (*Plane, error) {
+func start(ctx context.Context, assets, workDir, name string, opts Options) (*Plane, error) {
 	env := &envtest.Environment{
 		BinaryAssetsDirectory:    assets,
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
 		Scheme:                   Scheme(),
+	}
+	flags := make([]string, 0, len(opts.APIServerFlags))
+	for flag := range opts.APIServerFlags {
+		flags = append(flags, flag)
+	}
+	sort.Strings(flags)
+	for _, flag := range flags {
+		env.ControlPlane.GetAPIServer().Configure().Set(flag, opts.APIServerFlags[flag]...)
 	}
 	cfg, err := env.Start()
 	if err != nil {
@@ -210,6 +237,17 @@ func (p *Plane) init(ctx context.Context, workDir string) error {
 		return fmt.Errorf("installing CRDs into %s: %w", p.Name, err)
 	}
 	return nil
+}
+
+// AddUser returns a client configuration that authenticates to the plane's API
+// server as the given user and groups (by a client certificate from the plane's CA),
+// for tests that act as a node or a component instead of an administrator.
+func (p *Plane) AddUser(name string, groups ...string) (*rest.Config, error) {
+	user, err := p.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("adding user %s to %s: %w", name, p.Name, err)
+	}
+	return user.Config(), nil
 }
 
 // Stop stops the plane's API server and etcd and removes their data.
