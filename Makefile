@@ -22,12 +22,14 @@ help: ## Show the targets
 deps: ## Install the missing Debian packages the tests and the sandbox need (apt)
 	@hack/deps.sh
 
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/submariner-go/submariner/agents/component.Version=$(VERSION)
+
 .PHONY: build
 build: ## Build every binary into _output/bin
 	@mkdir -p $(BIN)
-	@pkgs=$$($(GO) list ./cmd/... 2>/dev/null || true); \
-	if [ -n "$$pkgs" ]; then $(GO) build -o $(BIN)/ $$pkgs; fi
-	@if [ -f coredns-build/main.go ]; then $(GO) build -o $(BIN)/coredns ./coredns-build; fi
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/coredns ./coredns-build
 
 .PHONY: k8s-bins
 k8s-bins: ## Build etcd and the Kubernetes binaries into _output/k8s (skipped when current)
@@ -56,6 +58,16 @@ verify: ## gofmt, go vet, go.mod tidiness, generated files current, import rules
 .PHONY: test
 test: deps build k8s-bins ## Run every test tier (unit, integration, privileged, e2e)
 	$(GO) test $(TEST_FLAGS) ./...
+
+SANDBOX_FLAGS ?=
+
+.PHONY: sandbox
+sandbox: deps build k8s-bins ## Bring up a broker and two clusters on this machine (root); prints the kubeconfigs
+	$(BIN)/sandbox up $(SANDBOX_FLAGS)
+
+.PHONY: sandbox-down
+sandbox-down: ## Take the sandbox down and remove everything it made (safe twice, and after a crash)
+	@if [ -x $(BIN)/sandbox ]; then $(BIN)/sandbox down; else $(GO) run ./cmd/sandbox down; fi
 
 .PHONY: clean
 clean: ## Remove build output (keeps the Kubernetes binaries; see clean-all)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds etcd and the Kubernetes control-plane binaries (and kube-proxy) from the Go
+# Builds etcd, the Kubernetes control-plane binaries, kube-proxy and kubectl from the Go
 # module proxy into OUT (default _output/k8s). The build is skipped when OUT already
 # holds binaries built from the same pinned go.mod/go.sum files.
 set -euo pipefail
@@ -9,7 +9,7 @@ out=${1:-$root/_output/k8s}
 tools=$root/e2e/tools/k8s
 k8s_version=$(cd "$tools" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
 stamp=$(cat "$tools/go.mod" "$tools/go.sum" "$tools/etcd/go.mod" "$tools/etcd/go.sum" "$0" | sha256sum | cut -c1-16)
-bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy)
+bins=(etcd kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl)
 
 have_all() {
 	[ "$(cat "$out/.stamp" 2>/dev/null)" = "$stamp" ] || return 1
@@ -36,7 +36,8 @@ echo "k8s-bins: building Kubernetes $k8s_version into $out (the first build take
 	k8s.io/kubernetes/cmd/kube-apiserver \
 	k8s.io/kubernetes/cmd/kube-controller-manager \
 	k8s.io/kubernetes/cmd/kube-scheduler \
-	k8s.io/kubernetes/cmd/kube-proxy)
+	k8s.io/kubernetes/cmd/kube-proxy \
+	k8s.io/kubernetes/cmd/kubectl)
 echo "k8s-bins: building etcd"
 (cd "$tools/etcd" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$out/etcd" .)
 echo "$stamp" > "$out/.stamp"

@@ -57,17 +57,9 @@ func capabilitySet(sc *corev1.SecurityContext) ([]int, error) {
 	if sc == nil || sc.Capabilities == nil {
 		return sortedCaps(keep), nil
 	}
-	for _, c := range sc.Capabilities.Add {
-		if strings.EqualFold(string(c), "ALL") {
-			all()
-			continue
-		}
-		n, err := capNumber(string(c))
-		if err != nil {
-			return nil, fmt.Errorf("securityContext.capabilities.add: %w", err)
-		}
-		keep[n] = true
-	}
+	// As container runtimes do: drops apply to the default set first (ALL empties
+	// it), then adds apply on top, so drop ALL + add NET_BIND_SERVICE keeps exactly
+	// NET_BIND_SERVICE.
 	for _, c := range sc.Capabilities.Drop {
 		if strings.EqualFold(string(c), "ALL") {
 			keep = map[int]bool{}
@@ -78,6 +70,17 @@ func capabilitySet(sc *corev1.SecurityContext) ([]int, error) {
 			return nil, fmt.Errorf("securityContext.capabilities.drop: %w", err)
 		}
 		delete(keep, n)
+	}
+	for _, c := range sc.Capabilities.Add {
+		if strings.EqualFold(string(c), "ALL") {
+			all()
+			continue
+		}
+		n, err := capNumber(string(c))
+		if err != nil {
+			return nil, fmt.Errorf("securityContext.capabilities.add: %w", err)
+		}
+		keep[n] = true
 	}
 	return sortedCaps(keep), nil
 }

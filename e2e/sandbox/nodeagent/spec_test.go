@@ -363,6 +363,8 @@ func TestCapabilitySet(t *testing.T) {
 		{name: "default", want: "CHOWN,DAC_OVERRIDE,FOWNER,FSETID,KILL,SETGID,SETUID,SETPCAP,NET_BIND_SERVICE,NET_RAW,SYS_CHROOT,MKNOD,AUDIT_WRITE,SETFCAP"},
 		{name: "add and drop", sc: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "CAP_SYS_MODULE"}, Drop: []corev1.Capability{"MKNOD", "NET_RAW", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "AUDIT_WRITE", "SETFCAP"}}},
 			want: "NET_ADMIN,SYS_MODULE"},
+		{name: "drop all then add, as runtimes do", sc: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_BIND_SERVICE"}}},
+			want: "NET_BIND_SERVICE"},
 		{name: "drop all", sc: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}}, want: ""},
 		{name: "unknown", sc: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"FLY"}}},
 			wantErr: `securityContext.capabilities.add: unknown capability "FLY": use a name such as NET_ADMIN (see capabilities(7))`},
