@@ -56,7 +56,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet, defaultMetricsAddr string) Env {
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", defaultMetricsAddr, "address serving /metrics, /healthz and /readyz; empty disables it")
 	fs.StringVar(&o.NodeName, "node-name", hostname, "name of the node this runs on (env NODE_NAME)")
 	fs.IntVarP(&o.Verbosity, "v", "v", 0, "log verbosity: 0 logs changes, 2 adds decisions, 4 and more add per-object detail (env SUBMARINER_VERBOSITY)")
-	fs.BoolVar(&o.Uninstall, "uninstall", false, "remove everything this component made in the cluster and on the node, then exit (env SUBMARINER_UNINSTALL)")
+	fs.BoolVar(&o.Uninstall, "uninstall", false, "cleanup mode: remove everything this component made in the cluster and on the node, then report ready on /readyz and idle until stopped (env SUBMARINER_UNINSTALL)")
 	fs.BoolVar(&o.ShowVersion, "version", false, "print the version and exit")
 	return Env{
 		"cluster-id": "SUBMARINER_CLUSTERID",
