@@ -40,7 +40,8 @@ type Options struct {
 	NodeName string
 	// Verbosity is the log verbosity; higher logs more.
 	Verbosity int
-	// Uninstall runs the cleanup mode: remove what the component made, then exit.
+	// Uninstall runs the cleanup mode: remove what the component made, then report
+	// ready and idle until stopped (subctl uninstall waits for that).
 	Uninstall bool
 	// ShowVersion prints the version and exits.
 	ShowVersion bool
