@@ -20,9 +20,12 @@ func TestEmbeddedCRDs(t *testing.T) {
 		names = append(names, crd.Name)
 	}
 	want := []string{
+		"clusterglobalegressips.submariner.io",
 		"clusters.submariner.io",
 		"endpoints.submariner.io",
 		"gateways.submariner.io",
+		"globalegressips.submariner.io",
+		"globalingressips.submariner.io",
 		"serviceexports.multicluster.x-k8s.io",
 		"serviceimports.multicluster.x-k8s.io",
 	}
@@ -30,8 +33,12 @@ func TestEmbeddedCRDs(t *testing.T) {
 		t.Errorf("embedded CRDs (-want +got):\n%s", diff)
 	}
 	for _, crd := range all {
-		if crd.Spec.Scope != apiextensionsv1.NamespaceScoped {
-			t.Errorf("%s has scope %s, want Namespaced", crd.Name, crd.Spec.Scope)
+		want := apiextensionsv1.NamespaceScoped
+		if crd.Name == "clusterglobalegressips.submariner.io" {
+			want = apiextensionsv1.ClusterScoped
+		}
+		if crd.Spec.Scope != want {
+			t.Errorf("%s has scope %s, want %s", crd.Name, crd.Spec.Scope, want)
 		}
 	}
 }
@@ -54,7 +61,9 @@ func TestMCSCRDsServeV1beta1(t *testing.T) {
 	}
 }
 
-func TestGatewayHasStatusSubresource(t *testing.T) {
+// Cluster and Endpoint are written whole by their owners; Gateway and the
+// Globalnet objects have a status that only the agents write.
+func TestStatusSubresources(t *testing.T) {
 	ours, err := crds.Submariner()
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +71,8 @@ func TestGatewayHasStatusSubresource(t *testing.T) {
 	for _, crd := range ours {
 		for _, v := range crd.Spec.Versions {
 			hasStatus := v.Subresources != nil && v.Subresources.Status != nil
-			if wantStatus := strings.HasPrefix(crd.Name, "gateways."); hasStatus != wantStatus {
+			wantStatus := !strings.HasPrefix(crd.Name, "clusters.") && !strings.HasPrefix(crd.Name, "endpoints.")
+			if hasStatus != wantStatus {
 				t.Errorf("%s %s: status subresource %v, want %v", crd.Name, v.Name, hasStatus, wantStatus)
 			}
 		}
