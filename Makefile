@@ -1,4 +1,4 @@
-# Targets: build, k8s-bins, generate, verify, test, deps, clean. `make help` lists them.
+# Targets: build, k8s-bins, generate, verify, test, demo, sandbox, deps, clean. `make help` lists them.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
@@ -64,6 +64,10 @@ SANDBOX_FLAGS ?=
 .PHONY: sandbox
 sandbox: deps build k8s-bins ## Bring up a broker and two clusters on this machine (root); prints the kubeconfigs
 	$(BIN)/sandbox up $(SANDBOX_FLAGS)
+
+.PHONY: demo
+demo: deps build k8s-bins ## The main job: sandbox, broker, two clusters joined, a Service exported, resolved and reached (CABLE_DRIVER=, GLOBALNET=1)
+	hack/demo.sh
 
 .PHONY: sandbox-down
 sandbox-down: ## Take the sandbox down and remove everything it made (safe twice, and after a crash)

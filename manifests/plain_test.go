@@ -32,7 +32,7 @@ func TestPlainKustomize(t *testing.T) {
 	// broker: namespace, 3 Roles, 2 RoleBindings, the joiner, 3 policies and their bindings;
 	// cluster: namespace, submariner-config, 6 objects for gateway, routeagent and
 	// lighthouse-coredns each, 4 for lighthouse-agent.
-	want := map[string]int{"/broker": 13, "/overlays/libreswan": 24, "/overlays/wireguard": 24, "/overlays/vxlan": 24}
+	want := map[string]int{"/broker": 15, "/overlays/libreswan": 24, "/overlays/wireguard": 24, "/overlays/vxlan": 24}
 	for dir, n := range want {
 		res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(mem, dir)
 		if err != nil {

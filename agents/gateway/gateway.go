@@ -614,7 +614,7 @@ func (g *Gateway) startSyncers(ctx context.Context, wg *sync.WaitGroup) {
 			Filter: func(e *submv1.Endpoint) bool { return e.Spec.ClusterID == g.cfg.ClusterID },
 		},
 		FromBroker: syncer.FromBroker[*submv1.Endpoint]{
-			Namespace: func(*submv1.Endpoint) (string, error) { return g.cfg.Namespace, nil },
+			Into: g.cfg.Namespace,
 		},
 	})
 	if err != nil {
@@ -629,7 +629,7 @@ func (g *Gateway) startSyncers(ctx context.Context, wg *sync.WaitGroup) {
 			Filter:    func(c *submv1.Cluster) bool { return c.Spec.ClusterID == g.cfg.ClusterID },
 		},
 		FromBroker: syncer.FromBroker[*submv1.Cluster]{
-			Namespace: func(*submv1.Cluster) (string, error) { return g.cfg.Namespace, nil },
+			Into: g.cfg.Namespace,
 		},
 	})
 	if err != nil {

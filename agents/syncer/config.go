@@ -107,9 +107,13 @@ type ToBroker[T Object] struct {
 type FromBroker[T Object] struct {
 	// Disabled turns the direction off.
 	Disabled bool
-	// Namespace says where the copy of a broker object goes; default
-	// submv1.ComponentNamespace for every object. NamespaceFromLabel builds the
-	// common case. An error means the object cannot be copied as it is.
+	// Into is the one namespace every copy goes to; default
+	// submv1.ComponentNamespace. The syncer then watches only that namespace.
+	Into string
+	// Namespace, when set, chooses the namespace of each copy instead of Into
+	// (the syncer then watches copies and namespaces cluster-wide).
+	// NamespaceFromLabel builds the common case. An error means the object cannot
+	// be copied as it is.
 	Namespace func(T) (string, error)
 	// Filter says which broker objects come down; default all. Objects of this
 	// cluster never come down, whatever the filter says.
@@ -178,8 +182,9 @@ type upSettings struct {
 
 type downSettings struct {
 	enabled bool
-	// namespace returns the namespace of an object's copy; nil means the
-	// component namespace for all.
+	// into is the namespace of every copy when namespace is nil.
+	into string
+	// namespace returns the namespace of an object's copy; nil means into for all.
 	namespace func(*unstructured.Unstructured) (string, error)
 	filter    func(*unstructured.Unstructured) (bool, error)
 	transform func(*unstructured.Unstructured) (*unstructured.Unstructured, error)
@@ -277,7 +282,13 @@ func (c Config[T]) settings() (settings, error) {
 	s.up.filter = typedFilter(c.ToBroker.Filter, gvk)
 	s.up.transform = typedTransform(c.ToBroker.Transform, gvk)
 
-	s.down = downSettings{enabled: !c.FromBroker.Disabled}
+	s.down = downSettings{enabled: !c.FromBroker.Disabled, into: submv1.ComponentNamespace}
+	if ns := c.FromBroker.Into; ns != "" {
+		if bad := validation.IsDNS1123Label(ns); len(bad) > 0 {
+			errs = append(errs, fmt.Errorf("namespace %q of the copies is not a namespace name (%s): name one namespace, or choose per object with FromBroker.Namespace", ns, strings.Join(bad, "; ")))
+		}
+		s.down.into = ns
+	}
 	s.down.filter = typedFilter(c.FromBroker.Filter, gvk)
 	s.down.transform = typedTransform(c.FromBroker.Transform, gvk)
 	if f := c.FromBroker.Namespace; f != nil {

@@ -74,6 +74,8 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`broker namespace "Broker NS"`, "leave it empty"}},
 		{"invalid source namespace", func(c *Config[*submv1.Endpoint]) { c.ToBroker.Namespace = "all" + strings.Repeat("x", 70) },
 			[]string{"source namespace", "syncer.AllNamespaces"}},
+		{"invalid copy namespace", func(c *Config[*submv1.Endpoint]) { c.FromBroker.Into = "Copies" },
+			[]string{`namespace "Copies" of the copies`, "FromBroker.Namespace"}},
 		{"both directions off", func(c *Config[*submv1.Endpoint]) { c.ToBroker.Disabled, c.FromBroker.Disabled = true, true },
 			[]string{"both directions are disabled"}},
 		{"GVK contradicts the type", func(c *Config[*submv1.Endpoint]) { c.GVK = submv1.SchemeGroupVersion.WithKind("Cluster") },

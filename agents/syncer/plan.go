@@ -134,7 +134,7 @@ func (s *settings) desiredCopy(b *unstructured.Unstructured) (*unstructured.Unst
 			return nil, nil
 		}
 	}
-	namespace := submv1.ComponentNamespace
+	namespace := s.down.into
 	if s.down.namespace != nil {
 		var err error
 		if namespace, err = s.down.namespace(b); err != nil {

@@ -271,7 +271,7 @@ func (s *Syncer) buildInformers() {
 		s.addHandler(s.sources, s.sourceItems)
 	}
 	if s.down.enabled {
-		namespace := submv1.ComponentNamespace
+		namespace := s.down.into
 		if s.down.namespace != nil {
 			namespace = metav1.NamespaceAll
 		}

@@ -398,6 +398,9 @@ func Up(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		if err := deployCoreDNS(ctx, cl, c); err != nil {
 			return nil, err
 		}
+		if err := publishKubeadmConfig(ctx, cl, c); err != nil {
+			return nil, err
+		}
 	}
 	progress("waiting for nodes, kube-proxy and CoreDNS")
 	if err := s.waitClusters(ctx); err != nil {

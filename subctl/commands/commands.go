@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/submariner-go/submariner/agents/component"
+	submv1 "github.com/submariner-go/submariner/crds/v1"
 	"github.com/submariner-go/submariner/subctl/broker"
 	"github.com/submariner-go/submariner/subctl/cluster"
 	"github.com/submariner-go/submariner/subctl/export"
@@ -107,6 +108,10 @@ same settings changes nothing; with new settings it updates the cluster.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.BrokerInfo = args[0]
+			// VXLAN cannot cross NAT, so with it --natt defaults to false.
+			if !cmd.Flags().Changed("natt") && o.CableDriver == string(submv1.BackendVXLAN) {
+				o.NATT = false
+			}
 			if err := o.Validate(); err != nil {
 				return err
 			}

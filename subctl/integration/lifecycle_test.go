@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/submariner-go/submariner/agents/component"
 	"github.com/submariner-go/submariner/agents/syncer"
@@ -237,6 +238,41 @@ func TestLifecycle(t *testing.T) {
 		if err := id2.Client.Delete(ctx, own); err != nil {
 			t.Errorf("cluster2 deleting its own Endpoint: %v", err)
 		}
+		// A shared ServiceImport: each cluster writes only its own record in it,
+		// and deletes it only when no other cluster's record is left.
+		si := &mcsv1beta1.ServiceImport{
+			ObjectMeta: metav1.ObjectMeta{Name: "web-demo", Namespace: submv1.BrokerNamespace, Annotations: map[string]string{
+				"timestamp.submariner.io/cluster1": "1", "export.lighthouse.submariner.io/cluster1": "{}",
+			}},
+			Spec: mcsv1beta1.ServiceImportSpec{Type: mcsv1beta1.ClusterSetIP, Ports: []mcsv1beta1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}},
+		}
+		if err := id1.Client.Create(ctx, si); err != nil {
+			t.Fatalf("cluster1 creating a ServiceImport with its record: %v", err)
+		}
+		joinIn := si.DeepCopy()
+		joinIn.Annotations["timestamp.submariner.io/cluster2"], joinIn.Annotations["export.lighthouse.submariner.io/cluster2"] = "2", "{}"
+		if err := id2.Client.Update(ctx, joinIn); err != nil {
+			t.Fatalf("cluster2 adding its record: %v", err)
+		}
+		tamper := joinIn.DeepCopy()
+		tamper.Annotations["export.lighthouse.submariner.io/cluster1"] = `{"type":"Headless"}`
+		forbidden(t, id2.Client.Update(ctx, tamper),
+			"may only change its own records in serviceimports submariner-k8s-broker/web-demo, not export.lighthouse.submariner.io/cluster1")
+		drop := joinIn.DeepCopy()
+		delete(drop.Annotations, "timestamp.submariner.io/cluster1")
+		forbidden(t, id2.Client.Update(ctx, drop), "not timestamp.submariner.io/cluster1")
+		forbidden(t, id2.Client.Delete(ctx, joinIn.DeepCopy()),
+			"may not delete serviceimports submariner-k8s-broker/web-demo: it still holds the records timestamp.submariner.io/cluster1")
+		leave := joinIn.DeepCopy()
+		delete(leave.Annotations, "timestamp.submariner.io/cluster1")
+		delete(leave.Annotations, "export.lighthouse.submariner.io/cluster1")
+		if err := id1.Client.Update(ctx, leave); err != nil {
+			t.Fatalf("cluster1 removing its record: %v", err)
+		}
+		if err := id2.Client.Delete(ctx, leave.DeepCopy()); err != nil {
+			t.Errorf("cluster2, the last exporter, deleting the ServiceImport: %v", err)
+		}
+
 		// Nobody but the cluster itself removes its identity.
 		err = id2.Kube.CoreV1().ServiceAccounts(submv1.BrokerNamespace).Delete(ctx, "cluster-cluster1", metav1.DeleteOptions{})
 		forbidden(t, err, user2+" may not delete serviceaccounts submariner-k8s-broker/cluster-cluster1")

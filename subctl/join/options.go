@@ -72,7 +72,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet, version string) {
 	fs.BoolVar(&o.Globalnet, "globalnet", true, "use Globalnet when the broker has it; --globalnet=false opts this cluster out")
 	fs.StringVar(&o.GlobalnetCIDR, "globalnet-cidr", "", "this cluster's global CIDR (default: allocated from the broker's range)")
 	fs.IntVar(&o.GlobalnetClusterSize, "globalnet-cluster-size", 0, "addresses in this cluster's allocated global CIDR, a power of two (default the broker's)")
-	fs.BoolVar(&o.NATT, "natt", true, "assume NAT between the clusters' gateways (NAT traversal); --natt=false when they reach each other directly")
+	fs.BoolVar(&o.NATT, "natt", true, "assume NAT between the clusters' gateways (NAT traversal); --natt=false when they reach each other directly (default false with --cable-driver vxlan)")
 	fs.StringSliceVar(&o.LabelGateways, "label-gateway", nil, "label these nodes submariner.io/gateway=true, so that they run the gateway (repeatable)")
 	fs.StringVar(&o.Repository, "repository", manifests.DefaultRepository, "the registry and path of the component images")
 	fs.StringVar(&o.Version, "version", version, "the image tag of the components")
@@ -112,6 +112,9 @@ func (o *Options) Validate() error {
 		errs = append(errs, fmt.Errorf("--cable-driver: %w", err))
 	} else {
 		o.backend = b
+		if b == submv1.BackendVXLAN && o.NATT {
+			errs = append(errs, errors.New("--cable-driver vxlan with --natt: VXLAN is unencrypted and cannot cross NAT; join with --natt=false when the gateways reach each other directly, or use libreswan or wireguard"))
+		}
 	}
 	var err error
 	if o.clusterCIDRs, err = parseIPv4CIDRs("--clustercidr", o.ClusterCIDRs); err != nil {

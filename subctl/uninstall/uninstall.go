@@ -32,6 +32,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/submariner-go/submariner/agents/component"
@@ -201,61 +202,80 @@ func readState(ctx context.Context, c *cluster.Cluster) (*state, error) {
 	return st, nil
 }
 
-// daemonSets returns our DaemonSets in the component namespace.
-func daemonSets(ctx context.Context, c *cluster.Cluster) ([]appsv1.DaemonSet, error) {
-	list, err := c.Kube.AppsV1().DaemonSets(submv1.ComponentNamespace).List(ctx,
-		metav1.ListOptions{LabelSelector: render.ManagedByLabel + "=" + render.ManagedByValue})
+// cleanupWorkloads returns the workloads of ours that have a cleanup mode: every
+// DaemonSet, and the lighthouse agent's Deployment (its state is on the broker).
+func cleanupWorkloads(ctx context.Context, c *cluster.Cluster) ([]appsv1.DaemonSet, []appsv1.Deployment, error) {
+	opts := metav1.ListOptions{LabelSelector: render.ManagedByLabel + "=" + render.ManagedByValue}
+	dss, err := c.Kube.AppsV1().DaemonSets(submv1.ComponentNamespace).List(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("listing the DaemonSets: %w", err)
+		return nil, nil, fmt.Errorf("listing the DaemonSets: %w", err)
 	}
-	sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Name < list.Items[j].Name })
-	return list.Items, nil
+	sort.Slice(dss.Items, func(i, j int) bool { return dss.Items[i].Name < dss.Items[j].Name })
+	deps, err := c.Kube.AppsV1().Deployments(submv1.ComponentNamespace).List(ctx, opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listing the Deployments: %w", err)
+	}
+	var withCleanup []appsv1.Deployment
+	for _, d := range deps.Items {
+		if d.Name == manifests.LighthouseAgentDeployment {
+			withCleanup = append(withCleanup, d)
+		}
+	}
+	return dss.Items, withCleanup, nil
 }
 
-// cleanupMode switches every DaemonSet of ours into cleanup mode and waits until
-// each has a ready cleanup pod on every node it runs on.
+// cleanupMode switches every workload with a cleanup mode into it and waits until
+// each has its ready cleanup pods (a DaemonSet on every node it runs on).
 func cleanupMode(ctx context.Context, c *cluster.Cluster, s *progress.Step) error {
-	dss, err := daemonSets(ctx, c)
+	dss, deps, err := cleanupWorkloads(ctx, c)
 	if err != nil {
 		return err
 	}
-	if len(dss) == 0 {
+	if len(dss)+len(deps) == 0 {
 		return nil
 	}
 	for _, ds := range dss {
-		if err := switchToCleanup(ctx, c, &ds); err != nil {
+		if err := switchToCleanup(ctx, c, "DaemonSet", ds.Name, ds.Spec.Template.Spec.Containers); err != nil {
+			return err
+		}
+	}
+	for _, d := range deps {
+		if err := switchToCleanup(ctx, c, "Deployment", d.Name, d.Spec.Template.Spec.Containers); err != nil {
 			return err
 		}
 	}
 	var last string
 	err = wait.PollUntilContextCancel(ctx, pollInterval, true, func(ctx context.Context) (bool, error) {
-		dss, err := daemonSets(ctx, c)
+		dss, deps, err := cleanupWorkloads(ctx, c)
 		if err != nil {
 			return false, err
 		}
 		done := true
 		var parts []string
 		for _, ds := range dss {
-			ok := CleanupDone(&ds)
-			done = done && ok
+			done = done && CleanupDone(&ds)
 			parts = append(parts, fmt.Sprintf("%s %d/%d nodes", ds.Name, min(ds.Status.NumberReady, ds.Status.UpdatedNumberScheduled), ds.Status.DesiredNumberScheduled))
+		}
+		for _, d := range deps {
+			done = done && DeploymentCleanupDone(&d)
+			parts = append(parts, fmt.Sprintf("%s %d/%d pods", d.Name, min(d.Status.ReadyReplicas, d.Status.UpdatedReplicas), ptr.Deref(d.Spec.Replicas, 1)))
 		}
 		last = strings.Join(parts, ", ")
 		s.Update(last)
 		return done, nil
 	})
 	if err != nil {
-		return fmt.Errorf("waiting for the cleanup pods (%s): %w; the components' logs say what they could not remove (kubectl -n %s logs ds/NAME)",
+		return fmt.Errorf("waiting for the cleanup pods (%s): %w; the components' logs say what they could not remove (kubectl -n %s logs ds/NAME or deploy/NAME)",
 			last, err, submv1.ComponentNamespace)
 	}
 	return nil
 }
 
-// switchToCleanup sets UninstallEnv=true on every container of ds, as its own field
-// manager, so the rest of the spec stays as join applied it.
-func switchToCleanup(ctx context.Context, c *cluster.Cluster, ds *appsv1.DaemonSet) error {
+// switchToCleanup sets UninstallEnv=true on every container of the workload, as
+// its own field manager, so the rest of the spec stays as join applied it.
+func switchToCleanup(ctx context.Context, c *cluster.Cluster, kind, name string, ctrs []corev1.Container) error {
 	var containers []any
-	for _, ctr := range ds.Spec.Template.Spec.Containers {
+	for _, ctr := range ctrs {
 		containers = append(containers, map[string]any{
 			"name": ctr.Name,
 			"env":  []any{map[string]any{"name": manifests.UninstallEnv, "value": "true"}},
@@ -263,8 +283,8 @@ func switchToCleanup(ctx context.Context, c *cluster.Cluster, ds *appsv1.DaemonS
 	}
 	patch := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apps/v1",
-		"kind":       "DaemonSet",
-		"metadata":   map[string]any{"name": ds.Name, "namespace": ds.Namespace},
+		"kind":       kind,
+		"metadata":   map[string]any{"name": name, "namespace": submv1.ComponentNamespace},
 		"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
 			"containers": containers,
 		}}},
@@ -274,10 +294,14 @@ func switchToCleanup(ctx context.Context, c *cluster.Cluster, ds *appsv1.DaemonS
 		return err
 	}
 	force := true
-	_, err = c.Kube.AppsV1().DaemonSets(ds.Namespace).Patch(ctx, ds.Name, types.ApplyPatchType, body,
-		metav1.PatchOptions{FieldManager: CleanupFieldManager, Force: &force})
+	opts := metav1.PatchOptions{FieldManager: CleanupFieldManager, Force: &force}
+	if kind == "Deployment" {
+		_, err = c.Kube.AppsV1().Deployments(submv1.ComponentNamespace).Patch(ctx, name, types.ApplyPatchType, body, opts)
+	} else {
+		_, err = c.Kube.AppsV1().DaemonSets(submv1.ComponentNamespace).Patch(ctx, name, types.ApplyPatchType, body, opts)
+	}
 	if err != nil {
-		return fmt.Errorf("switching DaemonSet %s into cleanup mode: %w", ds.Name, err)
+		return fmt.Errorf("switching %s %s into cleanup mode: %w", kind, name, err)
 	}
 	return nil
 }
@@ -293,6 +317,16 @@ func CleanupDone(ds *appsv1.DaemonSet) bool {
 		st.NumberUnavailable == 0
 }
 
+// DeploymentCleanupDone is CleanupDone for a Deployment: rolled out (its
+// strategy is Recreate, so the running component stopped before its cleanup
+// pod started) and every pod ready.
+func DeploymentCleanupDone(d *appsv1.Deployment) bool {
+	st, want := d.Status, ptr.Deref(d.Spec.Replicas, 1)
+	return st.ObservedGeneration >= d.Generation &&
+		st.UpdatedReplicas == want && st.Replicas == want &&
+		st.ReadyReplicas == want && st.UnavailableReplicas == 0
+}
+
 // workloadKinds are deleted first, and their pods waited for.
 var workloadKinds = map[string]bool{"DaemonSet": true, "Deployment": true}
 
@@ -300,7 +334,7 @@ func removeWorkloads(ctx context.Context, c *cluster.Cluster, a *apply.Applier, 
 	refs := st.refs
 	// Without an inventory, our workloads are found by label.
 	if len(refs) == 0 {
-		dss, err := daemonSets(ctx, c)
+		dss, _, err := cleanupWorkloads(ctx, c)
 		if err != nil {
 			return err
 		}
@@ -354,6 +388,7 @@ var brokerKinds = []schema.GroupVersionKind{
 	submv1.SchemeGroupVersion.WithKind("ClusterList"),
 	{Group: "multicluster.x-k8s.io", Version: "v1beta1", Kind: "ServiceImportList"},
 	{Group: "discovery.k8s.io", Version: "v1", Kind: "EndpointSliceList"},
+	{Group: "coordination.k8s.io", Version: "v1", Kind: "LeaseList"},
 }
 
 // leaveBroker deletes the cluster's objects on the broker and then its identity,
