@@ -24,14 +24,21 @@ step() {
 run() { printf '$ %s\n' "$*"; "$@"; }
 fail() { printf '\ndemo failed: %s\n' "$*" >&2; exit 1; }
 
-# retry N CMD...: runs CMD every second until it succeeds, at most N times.
+# retry N CMD...: runs CMD every second until it succeeds, at most N times; each
+# new failure is shown once.
 retry() {
-	local n=$1; shift
+	local n=$1 out last=
+	shift
 	for ((i = 1; i <= n; i++)); do
-		if out=$("$@" 2>&1) && [ -n "$out" ]; then printf '%s\n' "$out"; return 0; fi
+		if out=$("$@" 2>&1) && [ -n "$out" ]; then
+			printf '%s\n' "$out"
+			return 0
+		fi
+		out=${out:-(no answer)}
+		if [ "$out" != "$last" ]; then printf '  (not yet: %s)\n' "$out"; fi
+		last=$out
 		sleep 1
 	done
-	printf '%s\n' "$out"
 	return 1
 }
 

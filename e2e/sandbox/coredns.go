@@ -39,6 +39,8 @@ const (
 // Corefile is the cluster DNS configuration: kubeadm's, without
 // `forward . /etc/resolv.conf`, since the sandbox has no upstream resolver (and must
 // not reach one). Names outside cluster.local and the reverse zones get SERVFAIL.
+// It reloads every 2 s (CoreDNS's default is 30 s), so the clusterset.local block
+// that subctl join adds works within seconds.
 func Corefile() string {
 	return `.:53 {
     errors
@@ -57,7 +59,7 @@ func Corefile() string {
        disable denial ` + ClusterDomain + `
     }
     loop
-    reload
+    reload 2s
     loadbalance
 }
 `
