@@ -38,6 +38,9 @@ import (
 type Config struct {
 	// ClusterID is this cluster's ID in the clusterset.
 	ClusterID string
+	// Globalnet publishes the exported Services' global IPs (GlobalIngressIPs)
+	// instead of their ClusterIPs.
+	Globalnet bool
 	// Local reaches this cluster; Broker reaches the broker with this cluster's
 	// identity. A zero QPS becomes DefaultKubeQPS and DefaultKubeBurst.
 	Local, Broker *rest.Config
@@ -156,6 +159,7 @@ func Scheme() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(mcsv1beta1.AddToScheme(s))
+	utilruntime.Must(submv1.AddToScheme(s))
 	return s
 }
 

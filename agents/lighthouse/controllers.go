@@ -104,25 +104,33 @@ func (a *Agent) setupControllers(ctx context.Context, mgr ctrl.Manager, brokerCl
 	})
 	opts := controller.Options{MaxConcurrentReconciles: a.cfg.Workers, SkipNameValidation: new(true)}
 
-	if err := ctrl.NewControllerManagedBy(mgr).
+	// With Globalnet, a Service's GlobalIngressIP (named like it) holds the
+	// address the cluster publishes.
+	globalIPs := func(b *builder.Builder) *builder.Builder {
+		if a.cfg.Globalnet {
+			b = b.Watches(&submv1.GlobalIngressIP{}, &handler.EnqueueRequestForObject{})
+		}
+		return b
+	}
+	if err := globalIPs(ctrl.NewControllerManagedBy(mgr).
 		Named("serviceexport").
 		For(&mcsv1beta1.ServiceExport{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Service{}, &handler.EnqueueRequestForObject{}).
 		Watches(&discoveryv1.EndpointSlice{}, sliceToService).
 		WatchesRawSource(source.Kind(brokerCluster.GetCache(), &mcsv1beta1.ServiceImport{}, aggregateToService)).
 		WatchesRawSource(source.Kind(brokerCluster.GetCache(), &discoveryv1.EndpointSlice{}, brokerSliceToService)).
-		WatchesRawSource(exportKick).
+		WatchesRawSource(exportKick)).
 		WithOptions(opts).
 		Complete(&exportReconciler{view: v, kick: exportKick, sliceQueue: sliceKick}); err != nil {
 		return nil, fmt.Errorf("creating the ServiceExport controller: %w", err)
 	}
-	if err := ctrl.NewControllerManagedBy(mgr).
+	if err := globalIPs(ctrl.NewControllerManagedBy(mgr).
 		Named("endpointslice-mirror").
 		Watches(&mcsv1beta1.ServiceExport{}, &handler.EnqueueRequestForObject{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Service{}, &handler.EnqueueRequestForObject{}).
 		Watches(&discoveryv1.EndpointSlice{}, sliceToService).
 		WatchesRawSource(source.Kind(brokerCluster.GetCache(), &mcsv1beta1.ServiceImport{}, aggregateToService)).
-		WatchesRawSource(sliceKick).
+		WatchesRawSource(sliceKick)).
 		WithOptions(opts).
 		Complete(&sliceReconciler{view: v, kick: sliceKick}); err != nil {
 		return nil, fmt.Errorf("creating the EndpointSlice controller: %w", err)
@@ -352,8 +360,10 @@ func (v *view) desiredSlices(ctx context.Context, e export) ([]*discoveryv1.Endp
 		return 0
 	})
 	if e.svc.Spec.ClusterIP != corev1.ClusterIPNone {
-		addr, err := serviceAddress(e.svc)
-		if err != nil {
+		addr, ok, err := v.serviceAddress(ctx, e.svc)
+		if err != nil || !ok {
+			// Without its global IP yet, the Service is not published; the
+			// GlobalIngressIP's update brings it back here.
 			return nil, err
 		}
 		in.Address = addr
@@ -362,14 +372,27 @@ func (v *view) desiredSlices(ctx context.Context, e export) ([]*discoveryv1.Endp
 }
 
 // serviceAddress is the address the cluster publishes for a Service with a
-// ClusterIP. With Globalnet it becomes the Service's GlobalIngressIP (a later
-// issue); this is the one place to change.
-func serviceAddress(svc *corev1.Service) (netip.Addr, error) {
-	addr, err := netip.ParseAddr(svc.Spec.ClusterIP)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("Service %s/%s has ClusterIP %q, which is not an IP address", svc.Namespace, svc.Name, svc.Spec.ClusterIP)
+// ClusterIP: the ClusterIP, or with Globalnet the global IP that the Globalnet
+// agent allocated to the Service (its GlobalIngressIP of the same name); false
+// while Globalnet has not allocated one.
+func (v *view) serviceAddress(ctx context.Context, svc *corev1.Service) (netip.Addr, bool, error) {
+	ip, what := svc.Spec.ClusterIP, "ClusterIP"
+	if v.a.cfg.Globalnet {
+		var gip submv1.GlobalIngressIP
+		err := v.local.Get(ctx, client.ObjectKeyFromObject(svc), &gip)
+		if apierrors.IsNotFound(err) || (err == nil && gip.Status.AllocatedIP == "") {
+			return netip.Addr{}, false, nil
+		}
+		if err != nil {
+			return netip.Addr{}, false, fmt.Errorf("reading the GlobalIngressIP of Service %s/%s: %w", svc.Namespace, svc.Name, err)
+		}
+		ip, what = gip.Status.AllocatedIP, "global IP"
 	}
-	return addr, nil
+	addr, err := netip.ParseAddr(ip)
+	if err != nil {
+		return netip.Addr{}, false, fmt.Errorf("Service %s/%s has %s %q, which is not an IP address", svc.Namespace, svc.Name, what, ip)
+	}
+	return addr, true, nil
 }
 
 // ownSlices lists this cluster's lighthouse slices of Service key.

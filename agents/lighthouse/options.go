@@ -25,6 +25,8 @@ type Options struct {
 	KubeBurst int
 	// Workers is the number of objects handled in parallel per controller and syncer.
 	Workers int
+	// GlobalCIDR is the cluster's Globalnet CIDR; empty without Globalnet.
+	GlobalCIDR string
 }
 
 // AddFlags registers the flags and returns the environment variables behind them.
@@ -35,7 +37,8 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) []component.Env {
 	fs.Float32Var(&o.KubeQPS, "kube-api-qps", DefaultKubeQPS, "requests per second to each API server (local and broker)")
 	fs.IntVar(&o.KubeBurst, "kube-api-burst", DefaultKubeBurst, "burst of requests to each API server above --kube-api-qps")
 	fs.IntVar(&o.Workers, "workers", DefaultWorkers, "objects each controller and syncer handles in parallel")
-	return append(env, component.Env{"lease-duration": "LIGHTHOUSE_LEASE_DURATION"})
+	fs.StringVar(&o.GlobalCIDR, "global-cidr", "", "the cluster's Globalnet CIDR: when set, exported Services are published with their global IPs")
+	return append(env, component.Env{"lease-duration": "LIGHTHOUSE_LEASE_DURATION", "global-cidr": "SUBMARINER_GLOBALCIDR"})
 }
 
 // Validate checks the flags, each error naming the flag, its value and how to fix it.
@@ -113,6 +116,7 @@ func Main(args []string, stdout io.Writer) error {
 		brokerCfg.QPS, brokerCfg.Burst = o.KubeQPS, o.KubeBurst
 		agent, err := New(Config{
 			ClusterID:       o.ClusterID,
+			Globalnet:       o.GlobalCIDR != "",
 			Local:           local,
 			Broker:          brokerCfg,
 			BrokerNamespace: o.Broker.Namespace,

@@ -22,6 +22,8 @@ func ClusterRules() []rbacv1.PolicyRule {
 			Verbs: []string{"get", "list", "watch", "create", "update", "delete"}},
 		// The exported Services.
 		{APIGroups: []string{""}, Resources: []string{"services"}, Verbs: []string{"list", "watch"}},
+		// With Globalnet, the exported Services' global IPs.
+		{APIGroups: []string{"submariner.io"}, Resources: []string{"globalingressips"}, Verbs: []string{"get", "list", "watch"}},
 		// Copies wait for their namespace.
 		{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"list", "watch"}},
 	}

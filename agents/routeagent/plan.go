@@ -491,6 +491,14 @@ func (p *planner) rules(self Node, remote []netip.Prefix) *iptables.Ruleset {
 			rs.Rule(iptables.TableNAT, iptables.SubmarinerPostrouting, "-s", l.String(), "-d", r.String(), "-j", "ACCEPT")
 			rs.Rule(iptables.TableNAT, iptables.SubmarinerPostrouting, "-s", r.String(), "-d", l.String(), "-j", "ACCEPT")
 		}
+		if p.cfg.Globalnet() {
+			// Pod traffic on its way to the active gateway keeps its Pod address
+			// (the CNI would masquerade it): Globalnet SNATs it to a global IP
+			// there, on its way into the tunnel, which this rule does not match.
+			for _, l := range slices.SortedFunc(slices.Values(p.cfg.ClusterCIDRs), comparePrefix) {
+				rs.Rule(iptables.TableNAT, iptables.SubmarinerPostrouting, "-s", l.String(), "-d", r.String(), "-o", vxlan.DeviceName, "-j", "ACCEPT")
+			}
+		}
 	}
 
 	for _, r := range remote {
