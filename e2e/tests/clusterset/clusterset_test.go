@@ -7,7 +7,6 @@
 package clusterset_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -23,10 +22,9 @@ import (
 
 	"github.com/submariner-go/submariner/agents/gateway"
 	submv1 "github.com/submariner-go/submariner/crds/v1"
-	"github.com/submariner-go/submariner/e2e/nettest"
+	"github.com/submariner-go/submariner/e2e/clustersettest"
 	"github.com/submariner-go/submariner/e2e/sandbox"
 	"github.com/submariner-go/submariner/e2e/sandbox/sandboxtest"
-	"github.com/submariner-go/submariner/subctl/commands"
 )
 
 func TestMain(m *testing.M) {
@@ -46,7 +44,7 @@ func TestClusterset(t *testing.T) {
 		t.Fatal(err)
 	}
 	info := filepath.Join(t.TempDir(), "broker-info.subm")
-	mustSubctl(t, "deploy-broker", "--kubeconfig", brokerKubeconfig, "-o", info)
+	clustersettest.MustSubctl(t, "deploy-broker", "--kubeconfig", brokerKubeconfig, "-o", info)
 
 	ns := sandboxtest.Namespace(t, c1, c2)
 	w1, w2 := deployWorkloads(t, c1, ns), deployWorkloads(t, c2, ns)
@@ -60,10 +58,10 @@ func TestClusterset(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				mustSubctl(t, "join", info, "--kubeconfig", kubeconfig, "--clusterid", c.Name, "--cable-driver", driver, "--natt=false")
+				clustersettest.MustSubctl(t, "join", info, "--kubeconfig", kubeconfig, "--clusterid", c.Name, "--cable-driver", driver, "--natt=false")
 			}
-			waitConnected(t, sb, c1, driver)
-			waitConnected(t, sb, c2, driver)
+			clustersettest.WaitConnected(t, sb, c1, driver)
+			clustersettest.WaitConnected(t, sb, c2, driver)
 
 			t.Run("cluster1 to cluster2", func(t *testing.T) { checkConnectivity(t, c1, w1, c2, w2) })
 			t.Run("cluster2 to cluster1", func(t *testing.T) { checkConnectivity(t, c2, w2, c1, w1) })
@@ -142,14 +140,14 @@ func checkConnectivity(t *testing.T, from *sandboxtest.Cluster, fw *workloads, t
 		for _, snode := range tw.nodes {
 			server := tw.servers[snode]
 			t.Run(fmt.Sprintf("pod on %s to pod on %s", cnode, snode), func(t *testing.T) {
-				r := connectReply(t, from, fw.ns, client.Name, "--tcp", sandboxtest.HostPort(server.Status.PodIP, sandboxtest.TCPPort))
+				r := clustersettest.ConnectReply(t, from, fw.ns, client.Name, "--tcp", sandboxtest.HostPort(server.Status.PodIP, sandboxtest.TCPPort))
 				if r.Pod != server.Name || r.Client.Addr().String() != client.Status.PodIP {
 					t.Errorf("reply %+v: want pod %s seeing client %s (the client pod's own address)", r, server.Name, client.Status.PodIP)
 				}
 			})
 		}
 		t.Run(fmt.Sprintf("pod on %s to the Service", cnode), func(t *testing.T) {
-			r := connectReply(t, from, fw.ns, client.Name, "--tcp", sandboxtest.HostPort(tw.echo.Spec.ClusterIP, sandboxtest.TCPPort))
+			r := clustersettest.ConnectReply(t, from, fw.ns, client.Name, "--tcp", sandboxtest.HostPort(tw.echo.Spec.ClusterIP, sandboxtest.TCPPort))
 			if !strings.HasPrefix(r.Pod, "server-") || r.Client.Addr().String() != client.Status.PodIP {
 				t.Errorf("reply %+v: want a server pod seeing client %s", r, client.Status.PodIP)
 			}
@@ -157,7 +155,7 @@ func checkConnectivity(t *testing.T, from *sandboxtest.Cluster, fw *workloads, t
 	}
 	t.Run("hostNetwork pod to a remote pod", func(t *testing.T) {
 		server := tw.servers[tw.nodes[len(tw.nodes)-1]]
-		r := connectReply(t, from, fw.ns, fw.host.Name, "--tcp", sandboxtest.HostPort(server.Status.PodIP, sandboxtest.TCPPort))
+		r := clustersettest.ConnectReply(t, from, fw.ns, fw.host.Name, "--tcp", sandboxtest.HostPort(server.Status.PodIP, sandboxtest.TCPPort))
 		if r.Pod != server.Name {
 			t.Errorf("reply %+v: want pod %s", r, server.Name)
 		}
@@ -172,7 +170,7 @@ func checkFailover(t *testing.T, sb *sandbox.Sandbox, c1 *sandboxtest.Cluster, w
 	client := w1.clients[w1.nodes[len(w1.nodes)-1]]
 	server := w2.servers[w2.nodes[len(w2.nodes)-1]]
 	target := sandboxtest.HostPort(server.Status.PodIP, sandboxtest.TCPPort)
-	connectReply(t, c1, w1.ns, client.Name, "--tcp", target)
+	clustersettest.ConnectReply(t, c1, w1.ns, client.Name, "--tcp", target)
 
 	active := activeGateway(t, c2)
 	began := time.Now()
@@ -180,7 +178,7 @@ func checkFailover(t *testing.T, sb *sandbox.Sandbox, c1 *sandboxtest.Cluster, w
 		t.Fatal(err)
 	}
 	// The first successful connection after the kill.
-	connectReply(t, c1, w1.ns, client.Name, "--tcp", target, "--timeout=1s", "--retries=60")
+	clustersettest.ConnectReply(t, c1, w1.ns, client.Name, "--tcp", target, "--timeout=1s", "--retries=60")
 	t.Logf("cross-cluster TCP worked again %v after deleting gateway pod %s on %s", time.Since(began).Round(time.Millisecond), active.Name, active.Spec.NodeName)
 
 	var now corev1.Pod
@@ -192,8 +190,8 @@ func checkFailover(t *testing.T, sb *sandbox.Sandbox, c1 *sandboxtest.Cluster, w
 	if now.Name == "" || now.Name == active.Name {
 		t.Fatalf("no other gateway pod of %s became active after %s was deleted", c2.Name, active.Name)
 	}
-	waitConnected(t, sb, c1, "")
-	waitConnected(t, sb, c2, "")
+	clustersettest.WaitConnected(t, sb, c1, "")
+	clustersettest.WaitConnected(t, sb, c2, "")
 }
 
 func findActive(c *sandboxtest.Cluster) (corev1.Pod, bool) {
@@ -235,18 +233,18 @@ func checkDiscovery(t *testing.T, sb *sandbox.Sandbox, c1 *sandboxtest.Cluster, 
 		return strings.TrimSpace(out)
 	}
 
-	mustSubctl(t, "export", "service", "echo", "--namespace", w2.ns, "--kubeconfig", kubeconfig2)
+	clustersettest.MustSubctl(t, "export", "service", "echo", "--namespace", w2.ns, "--kubeconfig", kubeconfig2)
 	var got string
 	sandboxtest.Eventually(t, func() bool { got = dig(); return got == w2.echo.Spec.ClusterIP })
 	if got != w2.echo.Spec.ClusterIP {
 		t.Fatalf("%s resolves to %q in %s, want %s (the Service's address in %s)", name, got, c1.Name, w2.echo.Spec.ClusterIP, c2.Name)
 	}
-	r := connectReply(t, c1, w1.ns, client.Name, "--http", fmt.Sprintf("http://%s:%d/", name, sandboxtest.HTTPPort))
+	r := clustersettest.ConnectReply(t, c1, w1.ns, client.Name, "--http", fmt.Sprintf("http://%s:%d/", name, sandboxtest.HTTPPort))
 	if !strings.HasPrefix(r.Pod, "server-") || r.Client.Addr().String() != client.Status.PodIP {
 		t.Errorf("reply %+v through %s: want a server pod of %s seeing client %s", r, name, c2.Name, client.Status.PodIP)
 	}
 
-	mustSubctl(t, "unexport", "service", "echo", "--namespace", w2.ns, "--kubeconfig", kubeconfig2)
+	clustersettest.MustSubctl(t, "unexport", "service", "echo", "--namespace", w2.ns, "--kubeconfig", kubeconfig2)
 	sandboxtest.Eventually(t, func() bool { got = dig(); return got == "" })
 	if got != "" {
 		t.Errorf("%s still resolves to %q in %s after unexport", name, got, c1.Name)
@@ -261,7 +259,7 @@ func checkUninstall(t *testing.T, sb *sandbox.Sandbox, c1, c2 *sandboxtest.Clust
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustSubctl(t, "uninstall", "--kubeconfig", kubeconfig1)
+	clustersettest.MustSubctl(t, "uninstall", "--kubeconfig", kubeconfig1)
 	if _, err := c1.Kube.CoreV1().Namespaces().Get(ctx, submv1.ComponentNamespace, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("namespace %s in %s after uninstall: %v, want NotFound", submv1.ComponentNamespace, c1.Name, err)
 	}
@@ -286,65 +284,4 @@ func checkUninstall(t *testing.T, sb *sandbox.Sandbox, c1, c2 *sandboxtest.Clust
 	if len(left) > 0 {
 		t.Errorf("%s still has Clusters of %s after its uninstall: %v", c2.Name, c1.Name, left)
 	}
-}
-
-// waitConnected waits until `subctl show connections` in c shows a connected
-// tunnel (with the driver, when given) and an RTT.
-func waitConnected(t *testing.T, sb *sandbox.Sandbox, c *sandboxtest.Cluster, driver string) {
-	t.Helper()
-	kubeconfig, err := sb.Kubeconfig(c.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out string
-	sandboxtest.Eventually(t, func() bool {
-		out, err = subctl(t, false, "show", "connections", "--kubeconfig", kubeconfig)
-		for _, line := range strings.Split(out, "\n") {
-			f := strings.Fields(line)
-			if len(f) >= 8 && f[len(f)-2] == "connected" && f[len(f)-1] != "-" && (driver == "" || strings.Contains(line, " "+driver+" ")) {
-				return true
-			}
-		}
-		return false
-	})
-	if !strings.Contains(out, "connected") {
-		t.Fatalf("%s: no connected tunnel (driver %q) with an RTT:\n%s(err: %v)", c.Name, driver, out, err)
-	}
-	t.Logf("%s: subctl show connections\n%s", c.Name, out)
-}
-
-// connectReply runs nettest connect in the pod, retrying while the path comes up,
-// and parses the reply.
-func connectReply(t *testing.T, c *sandboxtest.Cluster, ns, pod string, args ...string) nettest.Reply {
-	t.Helper()
-	hasRetries := false
-	for _, a := range args {
-		hasRetries = hasRetries || strings.HasPrefix(a, "--retries")
-	}
-	if !hasRetries {
-		args = append(args, "--timeout=2s", "--retries=15")
-	}
-	return c.ConnectReply(t, ns, pod, args...)
-}
-
-// subctl runs the subctl command line in-process and returns its output.
-func subctl(t *testing.T, log bool, args ...string) (string, error) {
-	t.Helper()
-	var out bytes.Buffer
-	cmd := commands.New(&out)
-	cmd.SetArgs(args)
-	err := cmd.ExecuteContext(context.Background())
-	if log || err != nil {
-		t.Logf("subctl %s\n%s(err: %v)", strings.Join(args, " "), out.String(), err)
-	}
-	return out.String(), err
-}
-
-func mustSubctl(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := subctl(t, true, args...)
-	if err != nil {
-		t.Fatalf("subctl %s: %v", strings.Join(args, " "), err)
-	}
-	return out
 }

@@ -1,0 +1,77 @@
+// Package clustersettest helps the end-to-end tests of whole clustersets in the
+// sandbox: subctl in-process, waiting for tunnels, connecting with retries.
+package clustersettest
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/submariner-go/submariner/e2e/nettest"
+	"github.com/submariner-go/submariner/e2e/sandbox"
+	"github.com/submariner-go/submariner/e2e/sandbox/sandboxtest"
+	"github.com/submariner-go/submariner/subctl/commands"
+)
+
+// WaitConnected waits until `subctl show connections` in c shows a connected
+// tunnel (with the driver, when given) and an RTT.
+func WaitConnected(t *testing.T, sb *sandbox.Sandbox, c *sandboxtest.Cluster, driver string) {
+	t.Helper()
+	kubeconfig, err := sb.Kubeconfig(c.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out string
+	sandboxtest.Eventually(t, func() bool {
+		out, err = Subctl(t, false, "show", "connections", "--kubeconfig", kubeconfig)
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) >= 8 && f[len(f)-2] == "connected" && f[len(f)-1] != "-" && (driver == "" || strings.Contains(line, " "+driver+" ")) {
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(out, "connected") {
+		t.Fatalf("%s: no connected tunnel (driver %q) with an RTT:\n%s(err: %v)", c.Name, driver, out, err)
+	}
+	t.Logf("%s: subctl show connections\n%s", c.Name, out)
+}
+
+// ConnectReply runs nettest connect in the pod, retrying while the path comes up,
+// and parses the reply.
+func ConnectReply(t *testing.T, c *sandboxtest.Cluster, ns, pod string, args ...string) nettest.Reply {
+	t.Helper()
+	hasRetries := false
+	for _, a := range args {
+		hasRetries = hasRetries || strings.HasPrefix(a, "--retries")
+	}
+	if !hasRetries {
+		args = append(args, "--timeout=2s", "--retries=15")
+	}
+	return c.ConnectReply(t, ns, pod, args...)
+}
+
+// Subctl runs the subctl command line in-process and returns its output.
+func Subctl(t *testing.T, log bool, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd := commands.New(&out)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	if log || err != nil {
+		t.Logf("subctl %s\n%s(err: %v)", strings.Join(args, " "), out.String(), err)
+	}
+	return out.String(), err
+}
+
+// MustSubctl is Subctl that fails the test on error.
+func MustSubctl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := Subctl(t, true, args...)
+	if err != nil {
+		t.Fatalf("subctl %s: %v", strings.Join(args, " "), err)
+	}
+	return out
+}
