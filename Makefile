@@ -65,6 +65,10 @@ SANDBOX_FLAGS ?=
 sandbox: deps build k8s-bins ## Bring up a broker and two clusters on this machine (root); prints the kubeconfigs
 	$(BIN)/sandbox up $(SANDBOX_FLAGS)
 
+.PHONY: bench
+bench: deps build k8s-bins ## Run the benchmarks, each against its reference in the same run (BENCH=regexp picks some)
+	hack/bench.sh
+
 .PHONY: demo
 demo: deps build k8s-bins ## The main job: sandbox, broker, two clusters joined, a Service exported, resolved and reached (CABLE_DRIVER=, GLOBALNET=1)
 	hack/demo.sh

@@ -16,7 +16,7 @@ import (
 
 // WaitConnected waits until `subctl show connections` in c shows a connected
 // tunnel (with the driver, when given) and an RTT.
-func WaitConnected(t *testing.T, sb *sandbox.Sandbox, c *sandboxtest.Cluster, driver string) {
+func WaitConnected(t testing.TB, sb *sandbox.Sandbox, c *sandboxtest.Cluster, driver string) {
 	t.Helper()
 	kubeconfig, err := sb.Kubeconfig(c.Name)
 	if err != nil {
@@ -41,7 +41,7 @@ func WaitConnected(t *testing.T, sb *sandbox.Sandbox, c *sandboxtest.Cluster, dr
 
 // ConnectReply runs nettest connect in the pod, retrying while the path comes up,
 // and parses the reply.
-func ConnectReply(t *testing.T, c *sandboxtest.Cluster, ns, pod string, args ...string) nettest.Reply {
+func ConnectReply(t testing.TB, c *sandboxtest.Cluster, ns, pod string, args ...string) nettest.Reply {
 	t.Helper()
 	hasRetries := false
 	for _, a := range args {
@@ -54,7 +54,7 @@ func ConnectReply(t *testing.T, c *sandboxtest.Cluster, ns, pod string, args ...
 }
 
 // Subctl runs the subctl command line in-process and returns its output.
-func Subctl(t *testing.T, log bool, args ...string) (string, error) {
+func Subctl(t testing.TB, log bool, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
 	cmd := commands.New(&out)
@@ -67,7 +67,7 @@ func Subctl(t *testing.T, log bool, args ...string) (string, error) {
 }
 
 // MustSubctl is Subctl that fails the test on error.
-func MustSubctl(t *testing.T, args ...string) string {
+func MustSubctl(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := Subctl(t, true, args...)
 	if err != nil {

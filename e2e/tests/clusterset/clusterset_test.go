@@ -203,7 +203,7 @@ func findActive(c *sandboxtest.Cluster) (corev1.Pod, bool) {
 	return pods.Items[0], true
 }
 
-func activeGateway(t *testing.T, c *sandboxtest.Cluster) corev1.Pod {
+func activeGateway(t testing.TB, c *sandboxtest.Cluster) corev1.Pod {
 	t.Helper()
 	var p corev1.Pod
 	ok := false
