@@ -51,7 +51,9 @@ func BenchmarkFailover(b *testing.B) {
 	}
 	c1.WaitPod(b, ns, "bench")
 	target := sandboxtest.HostPort(c2.WaitPod(b, ns, "bench").Status.PodIP, sandboxtest.TCPPort)
-	connect := func() { clustersettest.ConnectReply(b, c1, ns, "bench", "--tcp", target, "--timeout=1s", "--retries=120") }
+	connect := func() {
+		clustersettest.ConnectReply(b, c1, ns, "bench", "--tcp", target, "--timeout=1s", "--retries=120")
+	}
 
 	clustersettest.MustSubctl(b, "join", info, "--kubeconfig", kubeconfig(c1.Name), "--clusterid", c1.Name, "--cable-driver", "wireguard", "--natt=false")
 	began := time.Now()
