@@ -63,7 +63,7 @@ func BenchmarkFailover(b *testing.B) {
 
 	var runs []time.Duration
 	for i := 0; i < failoverRuns; i++ {
-		active := activeGateway(b, c2)
+		active := clustersettest.ActiveGateway(b, c2)
 		// Let the new passive gateway come up warm before the next kill.
 		clustersettest.WaitConnected(b, sb, c1, "wireguard")
 		began := time.Now()
@@ -72,7 +72,7 @@ func BenchmarkFailover(b *testing.B) {
 		}
 		connect()
 		runs = append(runs, time.Since(began))
-		sandboxtest.Eventually(b, func() bool { p, ok := findActive(c2); return ok && p.Name != active.Name })
+		sandboxtest.Eventually(b, func() bool { p, ok := clustersettest.FindActive(c2); return ok && p.Name != active.Name })
 		sandboxtest.Eventually(b, func() bool { return len(gatewayPodsReady(b, c2)) == len(c2.Topology.Gateways()) })
 	}
 	slices.Sort(runs)
