@@ -23,17 +23,18 @@ func WaitConnected(t testing.TB, sb *sandbox.Sandbox, c *sandboxtest.Cluster, dr
 		t.Fatal(err)
 	}
 	var out string
+	connected := false
 	sandboxtest.Eventually(t, func() bool {
 		out, err = Subctl(t, false, "show", "connections", "--kubeconfig", kubeconfig)
 		for _, line := range strings.Split(out, "\n") {
 			f := strings.Fields(line)
 			if len(f) >= 8 && f[len(f)-2] == "connected" && f[len(f)-1] != "-" && (driver == "" || strings.Contains(line, " "+driver+" ")) {
-				return true
+				connected = true
 			}
 		}
-		return false
+		return connected
 	})
-	if !strings.Contains(out, "connected") {
+	if !connected {
 		t.Fatalf("%s: no connected tunnel (driver %q) with an RTT:\n%s(err: %v)", c.Name, driver, out, err)
 	}
 	t.Logf("%s: subctl show connections\n%s", c.Name, out)
