@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench: every benchmark of the project, each against its reference run in
 # the same invocation where it has one, with the raw `go test -bench` output kept
-# in _output/bench/. Needs root (namespaces, iptables, the sandbox) and dnsperf.
+# in _output/bench/ and summed up as a table and results.json. Needs root (namespaces, iptables, the sandbox) and dnsperf.
 # BENCH=regexp picks benchmarks by the names below; default all.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,4 +32,5 @@ bench globalnet ./agents/globalnet -bench . -benchtime 1x
 # The sandbox: join to first cross-cluster connectivity, gateway failover x10.
 bench failover ./e2e/tests/clusterset -bench Failover -benchtime 1x -v
 
-printf '\nbench: raw results in %s\n' "$out"
+printf '\n== results\n'
+go run ./hack/benchreport "$out"

@@ -18,6 +18,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,6 +53,81 @@ func freeUDPPort(b *testing.B) string {
 	_, port, _ := net.SplitHostPort(c.LocalAddr().String())
 	return port
 }
+
+// latencyP99 runs dnsperf at a fixed rate with per-query reports (-v) and
+// returns the 99th percentile latency in milliseconds and the answered count.
+func latencyP99(b *testing.B, port, data string, rate float64) (p99 float64, answered int) {
+	b.Helper()
+	cmd := exec.Command("dnsperf", "-s", "127.0.0.1", "-p", port, "-d", data, "-l", strconv.Itoa(qpsSeconds),
+		"-c", "4", "-q", "200", "-Q", strconv.Itoa(int(rate)), "-v")
+	o, err := cmd.CombinedOutput()
+	if err != nil {
+		b.Fatalf("dnsperf: %v\n%s", err, o)
+	}
+	var lat []float64
+	for _, line := range strings.Split(string(o), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 5 && f[0] == ">" {
+			if v, err := strconv.ParseFloat(f[4], 64); err == nil {
+				lat = append(lat, v*1000)
+			}
+		}
+	}
+	if len(lat) == 0 {
+		b.Fatalf("no per-query latencies in dnsperf -v output:\n%.2000s", o)
+	}
+	slices.Sort(lat)
+	return lat[(len(lat)*99)/100], len(lat)
+}
+
+// builtCoreDNS is the CoreDNS binary that `make build` writes, from this
+// package's directory.
+const builtCoreDNS = "../../_output/bin/coredns"
+
+// residentMiB starts the built CoreDNS with one server block (a %s for the port),
+// waits until it answers name with want, and returns its resident memory (VmRSS)
+// in MiB; 0 when the binary is not built.
+func residentMiB(b *testing.B, block, name, want string) float64 {
+	b.Helper()
+	bin, err := filepath.Abs(builtCoreDNS)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := os.Stat(bin); err != nil {
+		b.Logf("no resident memory figures: %s is not built (make build)", bin)
+		return 0
+	}
+	port := freeUDPPort(b)
+	conf := filepath.Join(b.TempDir(), "Corefile")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(block, port)), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-conf", conf)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	eventually(b, "the last service in the built CoreDNS", want, func() string {
+		return exchange(b, "udp", "127.0.0.1:"+port, name, dns.TypeA)
+	})
+	runtime.GC()
+	time.Sleep(2 * time.Second)
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := vmRSSRE.FindSubmatch(status)
+	if m == nil {
+		b.Fatalf("no VmRSS in /proc/%d/status", cmd.Process.Pid)
+	}
+	kb, _ := strconv.ParseFloat(string(m[1]), 64)
+	return kb / 1024
+}
+
+var vmRSSRE = regexp.MustCompile(`VmRSS:\s+(\d+) kB`)
 
 var qpsRE = regexp.MustCompile(`Queries per second:\s+([0-9.]+)`)
 var lostRE = regexp.MustCompile(`Queries lost:\s+(\d+)`)
@@ -147,6 +224,24 @@ func BenchmarkQPS(b *testing.B) {
 		})
 	}
 
+	// Resident memory of the built CoreDNS serving the same 10,000 services, with
+	// lighthouse and with the in-tree multicluster option.
+	want := fmt.Sprintf("NOERROR aa=true tc=false\nanswer: %s 5 IN A %s\n", last, lastVIP)
+	lhRSS := residentMiB(b, `clusterset.local:%s {
+		bind 127.0.0.1
+		lighthouse {
+			kubeconfig `+p.Kubeconfig+`
+			cluster-id cluster1
+		}
+	}`, last, want)
+	k8sRSS := residentMiB(b, `clusterset.local:%s {
+		bind 127.0.0.1
+		kubernetes cluster.local clusterset.local {
+			kubeconfig `+p.Kubeconfig+`
+			multicluster clusterset.local
+		}
+	}`, last, want)
+
 	var data strings.Builder
 	for i := range qpsServices {
 		fmt.Fprintf(&data, "svc-%d.ns-%d.svc.clusterset.local A\n", i, i%qpsNamespaces)
@@ -169,5 +264,16 @@ func BenchmarkQPS(b *testing.B) {
 		b.ReportMetric(best(lh), "lighthouse-QPS")
 		b.ReportMetric(best(k8s), "kubernetes-QPS")
 		b.ReportMetric(best(lh)/best(k8s), "ratio")
+		// Latency at a fixed load of half the reference's peak, for both.
+		half := best(k8s) / 2
+		lhP99, lhN := latencyP99(b, lhPort, file, half)
+		k8sP99, k8sN := latencyP99(b, k8sPort, file, half)
+		b.Logf("at %.0f QPS: lighthouse p99 %.3f ms (%d answers), kubernetes multicluster p99 %.3f ms (%d answers)", half, lhP99, lhN, k8sP99, k8sN)
+		b.ReportMetric(lhP99, "lighthouse-p99-ms@half")
+		if lhRSS > 0 {
+			b.ReportMetric(lhRSS, "lighthouse-RSS-MiB")
+			b.ReportMetric(k8sRSS, "kubernetes-RSS-MiB")
+		}
+		b.ReportMetric(k8sP99, "kubernetes-p99-ms@half")
 	}
 }
