@@ -29,8 +29,12 @@ bench export-latency ./agents/lighthouse -bench ExportToResolvable -benchtime 1x
 bench iptables ./agents/netkit/iptables -bench PrivilegedSync
 # Globalnet: planning and syncing 10,000 global IPs.
 bench globalnet ./agents/globalnet -bench . -benchtime 1x
-# The sandbox: join to first cross-cluster connectivity, gateway failover x10.
+# The sandbox: join to first cross-cluster connectivity, gateway failover x10
+# (wireguard), and iperf3 through each cable driver against the same clusters'
+# gateway nodes without a tunnel.
 bench failover ./e2e/tests/clusterset -bench Failover -benchtime 1x -v
+bench throughput-wireguard ./e2e/tests/clusterset -bench Throughput -benchtime 1x -v
+bench throughput-vxlan ./e2e/tests/clustersetvxlan -bench Throughput -benchtime 1x -v
 
 printf '\n== results\n'
 go run ./hack/benchreport "$out"

@@ -3,6 +3,7 @@ package clustersettest
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -51,6 +52,7 @@ func Clusterset(t *testing.T, driver string) {
 	t.Run("cluster2 to cluster1", func(t *testing.T) { checkConnectivity(t, c2, w2, c1, w1) })
 	t.Run("discovery", func(t *testing.T) { checkDiscovery(t, sb, c1, w1, c2, w2) })
 	t.Run("failover", func(t *testing.T) { checkFailover(t, sb, c1, w1, c2, w2) })
+	t.Run("link cut", func(t *testing.T) { checkLinkCut(t, sb, c1, w1, c2, w2) })
 	t.Run("uninstall", func(t *testing.T) {
 		checkUninstall(t, sb, c1, c2)
 		checkUninstall(t, sb, c2, nil)
@@ -174,6 +176,52 @@ func checkFailover(t *testing.T, sb *sandbox.Sandbox, c1 *sandboxtest.Cluster, w
 	}
 	WaitConnected(t, sb, c1, "")
 	WaitConnected(t, sb, c2, "")
+}
+
+// checkLinkCut cuts the link of the second cluster's active gateway node (its
+// port on the fabric goes down: it reaches neither the API server nor the other
+// cluster): the passive gateway takes over when the Lease expires, the first
+// cluster re-points, and cross-cluster TCP works again. The link comes back
+// afterwards and the cut gateway settles as passive.
+func checkLinkCut(t *testing.T, sb *sandbox.Sandbox, c1 *sandboxtest.Cluster, w1 *workloads, c2 *sandboxtest.Cluster, w2 *workloads) {
+	client := w1.clients[w1.nodes[len(w1.nodes)-1]]
+	server := w2.servers[w2.nodes[len(w2.nodes)-1]]
+	target := sandboxtest.HostPort(server.Status.PodIP, sandboxtest.TCPPort)
+	ConnectReply(t, c1, w1.ns, client.Name, "--tcp", target)
+
+	active := ActiveGateway(t, c2)
+	node := active.Spec.NodeName
+	link := func(state string) {
+		out, err := exec.Command("ip", "-n", sandbox.FabricNetNS, "link", "set", node, state).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ip -n %s link set %s %s: %v: %s", sandbox.FabricNetNS, node, state, err, out)
+		}
+	}
+	began := time.Now()
+	link("down")
+	restored := false
+	defer func() {
+		if !restored {
+			link("up")
+		}
+	}()
+	ConnectReply(t, c1, w1.ns, client.Name, "--tcp", target, "--timeout=1s", "--retries=90")
+	t.Logf("cross-cluster TCP worked again %v after cutting the link of %s (active gateway pod %s)", time.Since(began).Round(time.Millisecond), node, active.Name)
+	link("up")
+	restored = true
+
+	var now corev1.Pod
+	sandboxtest.Eventually(t, func() bool {
+		p, ok := FindActive(c2)
+		now = p
+		return ok && p.Spec.NodeName != node
+	})
+	if now.Name == "" || now.Spec.NodeName == node {
+		t.Fatalf("after its link came back, %s's gateway on %s is still the active one, or none is", c2.Name, node)
+	}
+	WaitConnected(t, sb, c1, "")
+	WaitConnected(t, sb, c2, "")
+	ConnectReply(t, c1, w1.ns, client.Name, "--tcp", target)
 }
 
 // FindActive returns the ready active gateway pod of c.

@@ -99,3 +99,9 @@ func gatewayPodsReady(_ testing.TB, c *sandboxtest.Cluster) []string {
 	}
 	return ready
 }
+
+// BenchmarkThroughput: iperf3 through the wireguard tunnel against the same
+// clusters' gateway nodes without it.
+//
+// Run: go test ./e2e/tests/clusterset -run '^$' -bench Throughput -benchtime 1x
+func BenchmarkThroughput(b *testing.B) { clustersettest.Throughput(b, "wireguard") }

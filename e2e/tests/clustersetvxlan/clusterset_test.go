@@ -17,3 +17,9 @@ func TestMain(m *testing.M) {
 }
 
 func TestClusterset(t *testing.T) { clustersettest.Clusterset(t, "vxlan") }
+
+// BenchmarkThroughput: iperf3 through the vxlan tunnel against the same
+// clusters' gateway nodes without it.
+//
+// Run: go test ./e2e/tests/clustersetvxlan -run '^$' -bench Throughput -benchtime 1x
+func BenchmarkThroughput(b *testing.B) { clustersettest.Throughput(b, "vxlan") }

@@ -11,11 +11,13 @@ import (
 	"strings"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	submv1 "github.com/submariner-go/submariner/crds/v1"
 	"github.com/submariner-go/submariner/e2e/clustersettest"
+	"github.com/submariner-go/submariner/e2e/nettest"
 	"github.com/submariner-go/submariner/e2e/sandbox"
 	"github.com/submariner-go/submariner/e2e/sandbox/sandboxtest"
 )
@@ -79,13 +81,13 @@ func TestOverlappingClusters(t *testing.T) {
 		t.Fatal(err)
 	}
 	c2.WaitDeployment(t, ns, "echo")
-	client := c1.WaitPod(t, ns, "client")
+	clientPod := c1.WaitPod(t, ns, "client")
 	clustersettest.MustSubctl(t, "export", "service", "echo", "--namespace", ns, "--kubeconfig", kubeconfig(c2.Name))
 
 	name := fmt.Sprintf("echo.%s.svc.clusterset.local", ns)
 	var got string
 	sandboxtest.Eventually(t, func() bool {
-		out, _, err := c1.Exec(ctx, ns, client.Name, "dig", "+short", "+time=1", "+tries=1", name)
+		out, _, err := c1.Exec(ctx, ns, clientPod.Name, "dig", "+short", "+time=1", "+tries=1", name)
 		got = strings.TrimSpace(out)
 		a, perr := netip.ParseAddr(got)
 		return err == nil && perr == nil && global[c2.Name].Contains(a)
@@ -93,8 +95,58 @@ func TestOverlappingClusters(t *testing.T) {
 	if a, err := netip.ParseAddr(got); err != nil || !global[c2.Name].Contains(a) {
 		t.Fatalf("%s resolves to %q in %s, want a global IP of %s (%s)", name, got, c1.Name, c2.Name, global[c2.Name])
 	}
-	r := clustersettest.ConnectReply(t, c1, ns, client.Name, "--http", fmt.Sprintf("http://%s:%d/", name, sandboxtest.HTTPPort))
+	url := fmt.Sprintf("http://%s:%d/", name, sandboxtest.HTTPPort)
+	r := clustersettest.ConnectReply(t, c1, ns, clientPod.Name, "--http", url)
 	if !global[c1.Name].Contains(r.Client.Addr()) {
 		t.Errorf("the server in %s saw client %s, want a global egress IP of %s (%s)", c2.Name, r.Client.Addr(), c1.Name, global[c1.Name])
 	}
+
+	t.Run("namespace egress IP", func(t *testing.T) {
+		geip := &submv1.GlobalEgressIP{ObjectMeta: metav1.ObjectMeta{Name: "ns-egress", Namespace: ns}}
+		if err := c1.Client.Create(ctx, geip); err != nil {
+			t.Fatal(err)
+		}
+		var allocated []string
+		sandboxtest.Eventually(t, func() bool {
+			if err := c1.Client.Get(ctx, client.ObjectKeyFromObject(geip), geip); err != nil {
+				return false
+			}
+			allocated = geip.Status.AllocatedIPs
+			return len(allocated) == 1
+		})
+		if len(allocated) != 1 {
+			t.Fatalf("GlobalEgressIP %s/ns-egress got %v, want one address (conditions %+v)", ns, allocated, geip.Status.Conditions)
+		}
+		var seen string
+		sandboxtest.Eventually(t, func() bool {
+			out, err := c1.Connect(ctx, ns, clientPod.Name, "--http", url, "--timeout=2s")
+			if err != nil {
+				return false
+			}
+			first, _, _ := strings.Cut(out, "\n")
+			reply, err := nettest.ParseReply(first)
+			seen = reply.Client.Addr().String()
+			return err == nil && seen == allocated[0]
+		})
+		if seen != allocated[0] {
+			t.Errorf("with GlobalEgressIP %s/ns-egress (%s), the server saw client %s", ns, allocated[0], seen)
+		}
+	})
+
+	t.Run("unexport releases the global IP", func(t *testing.T) {
+		var gip submv1.GlobalIngressIP
+		if err := c2.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "echo"}, &gip); err != nil {
+			t.Fatalf("the exported Service's GlobalIngressIP: %v", err)
+		}
+		clustersettest.MustSubctl(t, "unexport", "service", "echo", "--namespace", ns, "--kubeconfig", kubeconfig(c2.Name))
+		gone := false
+		sandboxtest.Eventually(t, func() bool {
+			err := c2.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "echo"}, &gip)
+			gone = apierrors.IsNotFound(err)
+			return gone
+		})
+		if !gone {
+			t.Errorf("GlobalIngressIP %s/echo (%s) is still there after unexport", ns, gip.Status.AllocatedIP)
+		}
+	})
 }
