@@ -206,7 +206,7 @@ func (h *HealthChecker) Stop() {
 // pinger probes one remote gateway.
 type pinger struct {
 	target HealthTarget
-	id     uint16
+	id     uint16 // the echo identifier; changed by send, under mu
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -217,12 +217,17 @@ type pinger struct {
 	seq   uint16
 }
 
-func newPinger(t HealthTarget, maxLoss int) *pinger {
+// randomID returns a random ICMP echo identifier.
+func randomID() uint16 {
 	var b [2]byte
 	_, _ = rand.Read(b[:])
+	return binary.BigEndian.Uint16(b[:])
+}
+
+func newPinger(t HealthTarget, maxLoss int) *pinger {
 	return &pinger{
 		target: t,
-		id:     binary.BigEndian.Uint16(b[:]),
+		id:     randomID(),
 		done:   make(chan struct{}),
 		state:  probeState{target: t.Dst, maxLoss: maxLoss},
 		sends:  map[uint16]time.Time{},
@@ -287,14 +292,28 @@ func (p *pinger) probe(ctx context.Context, host *cable.Host, interval time.Dura
 	}
 }
 
-func (p *pinger) send(conn *icmp.PacketConn, dst net.Addr) error {
+// echoWriter is where probes go: an ICMP socket.
+type echoWriter interface {
+	WriteTo(b []byte, dst net.Addr) (int, error)
+}
+
+func (p *pinger) send(conn echoWriter, dst net.Addr) error {
 	p.mu.Lock()
+	// After maxLoss probes without a reply, probe with a new identifier: the
+	// kernel tracks an echo flow by it, and a conntrack entry made before the
+	// routes and rules were in place (the probe masqueraded, say) would keep every
+	// later probe of the same identifier on the wrong path for as long as they
+	// keep coming.
+	if u := p.state.unanswered; u > 0 && u%max(p.state.maxLoss, 1) == 0 {
+		p.id = randomID()
+	}
 	p.seq++
 	seq := p.seq
 	p.sends[seq] = time.Now()
 	delete(p.sends, seq-256) // replies later than 256 probes do not count
+	id := p.id
 	p.mu.Unlock()
-	msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: int(p.id), Seq: int(seq), Data: []byte("submariner-health")}}
+	msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: int(id), Seq: int(seq), Data: []byte("submariner-health")}}
 	b, err := msg.Marshal(nil)
 	if err != nil {
 		return err
@@ -327,10 +346,14 @@ func (p *pinger) read(conn *icmp.PacketConn) error {
 			continue
 		}
 		echo, ok := msg.Body.(*icmp.Echo)
-		if !ok || uint16(echo.ID) != p.id {
+		if !ok {
 			continue
 		}
 		p.mu.Lock()
+		if uint16(echo.ID) != p.id {
+			p.mu.Unlock()
+			continue
+		}
 		if at, ok := p.sends[uint16(echo.Seq)]; ok {
 			delete(p.sends, uint16(echo.Seq))
 			p.state.reply(now.Sub(at))

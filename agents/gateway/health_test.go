@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"net"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/net/icmp"
 
 	submv1 "github.com/submariner-go/submariner/crds/v1"
 )
@@ -114,5 +116,54 @@ func TestProbeState(t *testing.T) {
 				t.Errorf("result (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// echoRecorder records the identifiers of the echo requests written to it.
+type echoRecorder struct{ ids []int }
+
+func (r *echoRecorder) WriteTo(b []byte, _ net.Addr) (int, error) {
+	msg, err := icmp.ParseMessage(1, b)
+	if err != nil {
+		return 0, err
+	}
+	r.ids = append(r.ids, msg.Body.(*icmp.Echo).ID)
+	return len(b), nil
+}
+
+// TestPingerNewIDAfterLosses: after maxLoss unanswered probes the pinger
+// changes its echo identifier (a stale conntrack entry of the old one cannot
+// hold the probes on a wrong path), and keeps it while replies come.
+func TestPingerNewIDAfterLosses(t *testing.T) {
+	p := newPinger(HealthTarget{Dst: netip.MustParseAddr("10.2.0.1")}, 3)
+	rec := &echoRecorder{}
+	dst := &net.IPAddr{IP: net.IPv4(10, 2, 0, 1)}
+	for range 7 {
+		if err := p.send(rec, dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids := rec.ids
+	if ids[0] != ids[1] || ids[1] != ids[2] {
+		t.Errorf("identifiers %v: the first 3 probes must share one", ids)
+	}
+	// Random identifiers may repeat by chance (1 in 65536); the pattern of
+	// changes is what counts: at the 4th and 7th probe.
+	changes := 0
+	for i := 1; i < len(ids); i++ {
+		if ids[i] != ids[i-1] {
+			changes++
+		}
+	}
+	if ids[3] == ids[2] && ids[6] == ids[5] || changes > 2 {
+		t.Errorf("identifiers %v: want new ones at the 4th and 7th probe only", ids)
+	}
+	p.state.reply(time.Millisecond)
+	before := len(rec.ids)
+	for range 2 {
+		_ = p.send(rec, dst)
+	}
+	if rec.ids[before] != rec.ids[before+1] {
+		t.Errorf("identifiers %v: answered probes keep their identifier", rec.ids[before:])
 	}
 }
