@@ -20,16 +20,16 @@ import (
 )
 
 // startControllers runs a real kube-controller-manager and kube-scheduler (from
-// `make k8s-bins`) against p with what uninstall depends on: the DaemonSet
-// controller (rolls the cleanup mode out and reports it), the scheduler (binds the
-// DaemonSets' pods to their nodes), the namespace controller (removes a deleted
+// `make k8s-bins`) against p with what uninstall depends on: the DaemonSet,
+// Deployment and ReplicaSet controllers (roll the cleanup mode out and report
+// it), the scheduler (binds the pods to their nodes), the namespace controller (removes a deleted
 // namespace) and the garbage collector (removes the pods of deleted workloads).
 // They stop when the test ends.
 func startControllers(t *testing.T, p *controlplane.Plane) {
 	t.Helper()
 	run(t, p, "kube-controller-manager",
 		"--kubeconfig="+p.Kubeconfig,
-		"--controllers=daemonset-controller,namespace-controller,garbage-collector-controller",
+		"--controllers=daemonset-controller,deployment-controller,replicaset-controller,namespace-controller,garbage-collector-controller",
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--use-service-account-credentials=false",
@@ -98,8 +98,17 @@ func addNodes(t *testing.T, kube kubernetes.Interface, names ...string) {
 		created.Status.Capacity, created.Status.Allocatable = capacity, capacity
 		created.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue,
 			LastHeartbeatTime: metav1.Now(), LastTransitionTime: metav1.Now(), Reason: "KubeletReady"}}
-		if _, err := kube.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		ready, err := kube.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{})
+		if err != nil {
 			t.Fatalf("marking node %s ready: %v", name, err)
+		}
+		// The API server taints a new Node not-ready; the node lifecycle
+		// controller lifts the taint once the Node reports Ready, which is done
+		// here, so that Deployments' pods (which do not tolerate it, unlike
+		// DaemonSets') are scheduled.
+		ready.Spec.Taints = nil
+		if _, err := kube.CoreV1().Nodes().Update(ctx, ready, metav1.UpdateOptions{}); err != nil {
+			t.Fatalf("lifting the not-ready taint of node %s: %v", name, err)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"sort"
@@ -162,12 +163,16 @@ func TestLifecycle(t *testing.T) {
 			t.Errorf("c1-gw1 is not labelled as a gateway: %v", node.Labels)
 		}
 		// The real DaemonSet controller and scheduler put the gateway on the gateway
-		// node only and the route agent everywhere.
-		eventually(t, "the DaemonSets' pods running on their nodes", func() (bool, error) {
+		// node only and the route agent everywhere; the Deployments' pods land on
+		// some node (CoreDNS runs two replicas).
+		eventually(t, "the components' pods running on their nodes", func() (bool, error) {
 			got, err := podsByNode(ctx, c1)
-			return cmp.Equal(got, []string{
-				"submariner-gateway c1-gw1", "submariner-routeagent c1-gw1", "submariner-routeagent c1-node1",
-			}), err
+			want := []string{"submariner-gateway c1-gw1", "submariner-lighthouse-agent", "submariner-lighthouse-coredns", "submariner-lighthouse-coredns",
+				"submariner-routeagent c1-gw1", "submariner-routeagent c1-node1"}
+			if err == nil && !cmp.Equal(got, want) {
+				err = fmt.Errorf("pods %q, want %q", got, want)
+			}
+			return err == nil, err
 		})
 	})
 
@@ -373,8 +378,9 @@ func TestLifecycle(t *testing.T) {
 			_, err := subctl(t, "uninstall", "--kubeconfig", c1.Kubeconfig, "--timeout", "3m")
 			done <- err
 		}()
-		// The components switch into cleanup mode on every node, and until their
-		// cleanup pods are ready nothing is removed.
+		// The components switch into cleanup mode (the DaemonSets on every node,
+		// the lighthouse agent in its one pod), and until their cleanup pods are
+		// ready nothing is removed.
 		eventually(t, "cleanup pods on every node", func() (bool, error) {
 			pods, err := c1.Kube.CoreV1().Pods(submv1.ComponentNamespace).List(ctx, metav1.ListOptions{})
 			var nodes []string
@@ -383,7 +389,10 @@ func TestLifecycle(t *testing.T) {
 					nodes = append(nodes, p.Labels["app"]+" "+p.Spec.NodeName)
 				}
 			}
-			return len(nodes) == 3, err
+			if err == nil && len(nodes) != 4 {
+				err = fmt.Errorf("cleanup pods %q, want the gateway's, the route agent's on both nodes and the lighthouse agent's", nodes)
+			}
+			return len(nodes) == 4, err
 		})
 		select {
 		case err := <-done:
@@ -507,7 +516,8 @@ func hasCluster(ctx context.Context, p *controlplane.Plane, id string) (bool, er
 	return false, nil
 }
 
-// podsByNode lists the component pods as "app node", sorted.
+// podsByNode lists the component pods bound to a node, sorted, as "app node"
+// for a DaemonSet's and as "app" for a Deployment's (which lands anywhere).
 func podsByNode(ctx context.Context, p *controlplane.Plane) ([]string, error) {
 	pods, err := p.Kube.CoreV1().Pods(submv1.ComponentNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
@@ -516,7 +526,11 @@ func podsByNode(ctx context.Context, p *controlplane.Plane) ([]string, error) {
 	var out []string
 	for _, pod := range pods.Items {
 		if pod.Spec.NodeName != "" && pod.DeletionTimestamp == nil {
-			out = append(out, pod.Labels["app"]+" "+pod.Spec.NodeName)
+			if owner := metav1.GetControllerOf(&pod); owner != nil && owner.Kind == "ReplicaSet" {
+				out = append(out, pod.Labels["app"])
+			} else {
+				out = append(out, pod.Labels["app"]+" "+pod.Spec.NodeName)
+			}
 		}
 	}
 	sort.Strings(out)
