@@ -105,10 +105,26 @@ func (a *Agent) setupControllers(ctx context.Context, mgr ctrl.Manager, brokerCl
 	opts := controller.Options{MaxConcurrentReconciles: a.cfg.Workers, SkipNameValidation: new(true)}
 
 	// With Globalnet, a Service's GlobalIngressIP (named like it) holds the
-	// address the cluster publishes.
+	// address the cluster publishes; a headless Pod's or endpoint's holds the
+	// address of one endpoint of any exported headless Service of its
+	// namespace, so it concerns every export there.
+	globalIPToServices := handler.TypedEnqueueRequestsFromMapFunc(func(ctx context.Context, g *submv1.GlobalIngressIP) []reconcile.Request {
+		if g.Spec.Target == submv1.ClusterIPService {
+			return []reconcile.Request{serviceKey(g.Namespace, g.Name)}
+		}
+		var exports mcsv1beta1.ServiceExportList
+		if err := mgr.GetCache().List(ctx, &exports, client.InNamespace(g.Namespace)); err != nil {
+			return nil
+		}
+		var out []reconcile.Request
+		for _, se := range exports.Items {
+			out = append(out, serviceKey(se.Namespace, se.Name))
+		}
+		return out
+	})
 	globalIPs := func(b *builder.Builder) *builder.Builder {
 		if a.cfg.Globalnet {
-			b = b.Watches(&submv1.GlobalIngressIP{}, &handler.EnqueueRequestForObject{})
+			b = b.WatchesRawSource(source.Kind(mgr.GetCache(), &submv1.GlobalIngressIP{}, globalIPToServices))
 		}
 		return b
 	}
@@ -367,8 +383,43 @@ func (v *view) desiredSlices(ctx context.Context, e export) ([]*discoveryv1.Endp
 			return nil, err
 		}
 		in.Address = addr
+	} else if v.a.cfg.Globalnet {
+		global, err := v.headlessGlobalIPs(ctx, e.svc.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		in.GlobalIPs = global
 	}
 	return DesiredSlices(in), nil
+}
+
+// headlessGlobalIPs maps the addresses of the namespace's headless Pods and
+// endpoints to the global IPs Globalnet allocated to them (their
+// GlobalIngressIPs of target HeadlessServicePod or HeadlessServiceEndpoints,
+// annotated with the address they lead to).
+func (v *view) headlessGlobalIPs(ctx context.Context, ns string) (map[netip.Addr]netip.Addr, error) {
+	var list submv1.GlobalIngressIPList
+	if err := v.local.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return nil, fmt.Errorf("listing the GlobalIngressIPs of namespace %s: %w", ns, err)
+	}
+	out := map[netip.Addr]netip.Addr{}
+	for _, g := range list.Items {
+		var target string
+		switch g.Spec.Target {
+		case submv1.HeadlessServicePod:
+			target = g.Annotations[submv1.AnnotationHeadlessPodIP]
+		case submv1.HeadlessServiceEndpoints:
+			target = g.Annotations[submv1.AnnotationHeadlessEndpointsIP]
+		default:
+			continue
+		}
+		ip, err1 := netip.ParseAddr(target)
+		global, err2 := netip.ParseAddr(g.Status.AllocatedIP)
+		if err1 == nil && err2 == nil {
+			out[ip.Unmap()] = global
+		}
+	}
+	return out, nil
 }
 
 // serviceAddress is the address the cluster publishes for a Service with a

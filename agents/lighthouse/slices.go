@@ -32,6 +32,11 @@ type SliceInput struct {
 	// Sources are the Service's own EndpointSlices (label
 	// kubernetes.io/service-name), from the Kubernetes controllers or the user.
 	Sources []*discoveryv1.EndpointSlice
+	// GlobalIPs, with Globalnet, maps the addresses of a headless Service's
+	// endpoints to the global IPs Globalnet allocated to them (their
+	// GlobalIngressIPs); nil without Globalnet. Ignored for a Service with a
+	// ClusterIP.
+	GlobalIPs map[netip.Addr]netip.Addr
 }
 
 // DesiredSlices returns the EndpointSlices the cluster publishes for the Service
@@ -48,6 +53,9 @@ type SliceInput struct {
 //     else the name of the Pod it targets when that is a DNS label). An endpoint
 //     that is not ready is left out unless the Service publishes not-ready
 //     addresses; the annotation publish-not-ready-addresses tells the plugin.
+//     With Globalnet (GlobalIPs set) every address is replaced by its global IP,
+//     and an address without one yet is left out (with it an endpoint left
+//     with none), since no other cluster could reach it.
 func DesiredSlices(in SliceInput) []*discoveryv1.EndpointSlice {
 	svc := in.Service
 	headless := svc.Spec.ClusterIP == corev1.ClusterIPNone
@@ -119,8 +127,15 @@ func DesiredSlices(in SliceInput) []*discoveryv1.EndpointSlice {
 			if !publishNotReady && ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
 				continue
 			}
+			addrs := slices.Clone(ep.Addresses)
+			if in.GlobalIPs != nil {
+				addrs = globalAddresses(addrs, in.GlobalIPs)
+				if len(addrs) == 0 {
+					continue
+				}
+			}
 			out := discoveryv1.Endpoint{
-				Addresses:  slices.Clone(ep.Addresses),
+				Addresses:  addrs,
 				Conditions: *ep.Conditions.DeepCopy(),
 				Hostname:   hostnameOf(ep),
 			}
@@ -129,6 +144,22 @@ func DesiredSlices(in SliceInput) []*discoveryv1.EndpointSlice {
 		out = append(out, es)
 	}
 	slices.SortFunc(out, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// globalAddresses returns the global IPs of addrs, in order, leaving out those
+// without one.
+func globalAddresses(addrs []string, global map[netip.Addr]netip.Addr) []string {
+	var out []string
+	for _, a := range addrs {
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			continue
+		}
+		if g, ok := global[ip.Unmap()]; ok {
+			out = append(out, g.String())
+		}
+	}
 	return out
 }
 

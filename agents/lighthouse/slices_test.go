@@ -150,6 +150,14 @@ func TestDesiredSlices(t *testing.T) {
 				"  10.2.1.7 ready=false hostname=web-2\n",
 		},
 		{
+			name: "headless with Globalnet: the endpoints' global IPs; one without a global IP yet is left out",
+			in: SliceInput{Service: headlessSvc(false), Sources: []*discoveryv1.EndpointSlice{
+				sourceSlice("web-abcde", discoveryv1.AddressTypeIPv4, endpoint("10.2.1.5", yes, "", "web-0"), endpoint("10.2.1.6", yes, "", "web-1")),
+			}, GlobalIPs: map[netip.Addr]netip.Addr{netip.MustParseAddr("10.2.1.5"): netip.MustParseAddr("242.1.255.254")}},
+			want: "demo/web-cluster2-" + hash1 + " IPv4 ports=http/TCP/8080 publish-not-ready=false\n  labels " + labels(true) + "\n" +
+				"  242.1.255.254 ready=true hostname=web-0\n",
+		},
+		{
 			name: "headless without endpoints yet publishes an empty slice per source",
 			in: SliceInput{Service: headlessSvc(false), Sources: []*discoveryv1.EndpointSlice{
 				sourceSlice("web-abcde", discoveryv1.AddressTypeIPv4),
