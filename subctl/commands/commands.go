@@ -173,7 +173,7 @@ func showCmd(ctxOf ctxFunc) *cobra.Command {
 		}
 	}
 	cmd := &cobra.Command{
-		Use:   "show [networks|endpoints|connections|gateways|versions|all]",
+		Use:   "show [networks|endpoints|connections|gateways|versions|globalnet|all]",
 		Short: "Show the clusterset as this cluster sees it",
 		Args:  cobra.NoArgs,
 		RunE:  run(show.All),
@@ -186,9 +186,10 @@ func showCmd(ctxOf ctxFunc) *cobra.Command {
 		show.Connections: "Show the active gateway's tunnels to the other clusters",
 		show.Gateways:    "Show the gateway nodes and their HA status",
 		show.Versions:    "Show the components' configured and running images",
-		show.All:         "Show all of the above",
+		show.Globalnet:   "Show the global IPs in use (Globalnet)",
+		show.All:         "Show all of the above (globalnet when the cluster runs Globalnet)",
 	}
-	for _, w := range append(append([]show.What{}, show.Whats...), show.All) {
+	for _, w := range append(append([]show.What{}, show.Whats...), show.Globalnet, show.All) {
 		cmd.AddCommand(&cobra.Command{Use: string(w), Short: short[w], Args: cobra.NoArgs, RunE: run(w)})
 	}
 	return cmd

@@ -6,6 +6,8 @@
 //	connections  GATEWAY, CLUSTER, REMOTE IP, NAT, CABLE DRIVER, SUBNETS, STATUS, RTT avg.
 //	gateways     NODE, HA STATUS, SUMMARY
 //	versions     COMPONENT, REPOSITORY, CONFIGURED, RUNNING
+//	globalnet    KIND, NAME, FOR, GLOBAL IPS, STATUS (the global IPs in use;
+//	             part of all when the cluster runs Globalnet)
 //
 // Rows are sorted, so the output is the same for the same state.
 package show
@@ -15,6 +17,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -25,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/submariner-go/submariner/agents/globalnet"
 	submv1 "github.com/submariner-go/submariner/crds/v1"
 	"github.com/submariner-go/submariner/manifests"
 	"github.com/submariner-go/submariner/subctl/cluster"
@@ -41,10 +45,12 @@ const (
 	Connections What = "connections"
 	Gateways    What = "gateways"
 	Versions    What = "versions"
+	Globalnet   What = "globalnet"
 	All         What = "all"
 )
 
-// Whats lists the tables in the order `all` prints them.
+// Whats lists the tables in the order `all` prints them; `all` adds Globalnet
+// when the cluster runs Globalnet.
 var Whats = []What{Networks, Endpoints, Connections, Gateways, Versions}
 
 // Format is an output format.
@@ -113,6 +119,17 @@ type VersionRow struct {
 	Running    string `json:"running"`
 }
 
+// GlobalIPRow is one Globalnet object and the global IPs allocated to it.
+type GlobalIPRow struct {
+	Kind      string   `json:"kind"`
+	Namespace string   `json:"namespace,omitempty"`
+	Name      string   `json:"name"`
+	For       string   `json:"for"`
+	IPs       []string `json:"globalIPs"`
+	Status    string   `json:"status,omitempty"`
+	Message   string   `json:"message,omitempty"`
+}
+
 // Report holds the tables asked for.
 type Report struct {
 	Networks    []NetworkRow    `json:"networks,omitempty"`
@@ -120,25 +137,29 @@ type Report struct {
 	Connections []ConnectionRow `json:"connections,omitempty"`
 	Gateways    []GatewayRow    `json:"gateways,omitempty"`
 	Versions    []VersionRow    `json:"versions,omitempty"`
+	GlobalIPs   []GlobalIPRow   `json:"globalnet,omitempty"`
 
 	what []What
 }
 
 // Collect reads the tables asked for from c.
 func Collect(ctx context.Context, c *cluster.Cluster, what What) (*Report, error) {
-	whats := []What{what}
-	if what == All {
-		whats = Whats
-	}
 	ns := submv1.ComponentNamespace
 	if _, err := c.Kube.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{}); apierrors.IsNotFound(err) {
 		return nil, fmt.Errorf("the cluster has no namespace %s: it has not joined a clusterset (subctl join)", ns)
 	} else if err != nil {
 		return nil, fmt.Errorf("reading namespace %s: %w", ns, err)
 	}
-	localID := ""
+	localID, globalnet := "", false
 	if cm, err := c.Kube.CoreV1().ConfigMaps(ns).Get(ctx, manifests.ConfigMapName, metav1.GetOptions{}); err == nil {
-		localID = cm.Data["SUBMARINER_CLUSTERID"]
+		localID, globalnet = cm.Data["SUBMARINER_CLUSTERID"], cm.Data["SUBMARINER_GLOBALCIDR"] != ""
+	}
+	whats := []What{what}
+	if what == All {
+		whats = Whats
+		if globalnet {
+			whats = append(slices.Clone(Whats), Globalnet)
+		}
 	}
 	r := &Report{what: whats}
 	for _, w := range whats {
@@ -154,14 +175,30 @@ func Collect(ctx context.Context, c *cluster.Cluster, what What) (*Report, error
 			r.Gateways, err = gateways(ctx, c)
 		case Versions:
 			r.Versions, err = versions(ctx, c)
+		case Globalnet:
+			r.GlobalIPs, err = globalIPs(ctx, c)
 		default:
-			return nil, fmt.Errorf("cannot show %q: use one of networks, endpoints, connections, gateways, versions, all", w)
+			return nil, fmt.Errorf("cannot show %q: use one of networks, endpoints, connections, gateways, versions, globalnet, all", w)
 		}
 		if err != nil {
 			return nil, err
 		}
 	}
 	return r, nil
+}
+
+// globalIPs lists the Globalnet allocations as the cluster records them.
+func globalIPs(ctx context.Context, c *cluster.Cluster) ([]GlobalIPRow, error) {
+	all, err := globalnet.ListAllocations(ctx, c.Client, submv1.ComponentNamespace)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]GlobalIPRow, 0, len(all))
+	for _, a := range all {
+		rows = append(rows, GlobalIPRow{Kind: a.Kind, Namespace: a.Namespace, Name: a.Name, For: a.For, IPs: nonNil(a.IPs),
+			Status: a.Status, Message: a.Message})
+	}
+	return rows, nil
 }
 
 func kind(id, localID string) string {
@@ -434,6 +471,8 @@ func (r *Report) sections() map[string]any {
 			out[string(w)] = nonNil(r.Gateways)
 		case Versions:
 			out[string(w)] = nonNil(r.Versions)
+		case Globalnet:
+			out[string(w)] = nonNil(r.GlobalIPs)
 		}
 	}
 	return out
@@ -506,6 +545,23 @@ func (r *Report) table(w io.Writer, what What) error {
 		fmt.Fprintln(tw, "COMPONENT\tREPOSITORY\tCONFIGURED\tRUNNING")
 		for _, v := range r.Versions {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Component, v.Repository, v.Configured, v.Running)
+		}
+	case Globalnet:
+		if len(r.GlobalIPs) == 0 {
+			none("No global IPs in use")
+			break
+		}
+		fmt.Fprintln(tw, "KIND\tNAME\tFOR\tGLOBAL IPS\tSTATUS")
+		for _, g := range r.GlobalIPs {
+			name := g.Name
+			if g.Namespace != "" {
+				name = g.Namespace + "/" + g.Name
+			}
+			status := dash(g.Status)
+			if g.Status != "" && g.Status != submv1.ReasonSuccess && g.Message != "" {
+				status += ": " + g.Message
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", g.Kind, name, g.For, dash(strings.Join(g.IPs, ",")), status)
 		}
 	}
 	return tw.Flush()

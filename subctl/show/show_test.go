@@ -71,6 +71,7 @@ func seed(t *testing.T, c client.Client) {
 			t.Fatal(err)
 		}
 	}
+	seedGlobalnet(t, c)
 	labels := map[string]string{"app.kubernetes.io/managed-by": "subctl"}
 	podSpec := func(image string) corev1.PodTemplateSpec {
 		return corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": strings.Split(image, ":")[0][strings.LastIndex(image, "/")+1:]}},
@@ -90,6 +91,42 @@ func seed(t *testing.T, c client.Client) {
 		Image: "ghcr.io/submariner-go/submariner-gateway:v0.1.0", State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{}}}}}
 	if err := c.Status().Update(ctx, pod); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// seedGlobalnet writes Globalnet objects with their status as Globalnet records
+// them: an allocated Service IP, a GlobalEgressIP whose pool ran out, the
+// cluster's egress IPs.
+func seedGlobalnet(t *testing.T, c client.Client) {
+	t.Helper()
+	ctx := context.Background()
+	cond := func(reason, msg string) []metav1.Condition {
+		status := metav1.ConditionTrue
+		if reason != submv1.ReasonSuccess {
+			status = metav1.ConditionFalse
+		}
+		return []metav1.Condition{{Type: submv1.ConditionAllocated, Status: status, Reason: reason, Message: msg, LastTransitionTime: metav1.Now()}}
+	}
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "demo"}}); err != nil {
+		t.Fatal(err)
+	}
+	gip := &submv1.GlobalIngressIP{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "demo"},
+		Spec: submv1.GlobalIngressIPSpec{Target: submv1.ClusterIPService, ServiceRef: &submv1.LocalRef{Name: "web"}}}
+	geip := &submv1.GlobalEgressIP{ObjectMeta: metav1.ObjectMeta{Name: "db-egress", Namespace: "demo"},
+		Spec: submv1.GlobalEgressIPSpec{PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "db"}}}}
+	cgeip := &submv1.ClusterGlobalEgressIP{ObjectMeta: metav1.ObjectMeta{Name: submv1.ClusterGlobalEgressIPName}}
+	for _, obj := range []client.Object{gip, geip, cgeip} {
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatalf("creating %T: %v", obj, err)
+		}
+	}
+	gip.Status = submv1.GlobalIngressIPStatus{AllocatedIP: "242.0.16.5", Conditions: cond(submv1.ReasonSuccess, "allocated")}
+	geip.Status = submv1.GlobalEgressIPStatus{Conditions: cond(submv1.ReasonIPPoolAllocationFailed, "the global CIDR 242.0.16.0/20 has no free address")}
+	cgeip.Status = submv1.GlobalEgressIPStatus{AllocatedIPs: []string{"242.0.16.1", "242.0.16.2"}, Conditions: cond(submv1.ReasonSuccess, "allocated")}
+	for _, obj := range []client.Object{gip, geip, cgeip} {
+		if err := c.Status().Update(ctx, obj); err != nil {
+			t.Fatalf("updating the status of %T: %v", obj, err)
+		}
 	}
 }
 
@@ -114,6 +151,8 @@ func TestShow(t *testing.T) {
 		{"all", show.All, show.Table},
 		{"connections.json", show.Connections, show.JSON},
 		{"gateways.yaml", show.Gateways, show.YAML},
+		{"globalnet", show.Globalnet, show.Table},
+		{"globalnet.json", show.Globalnet, show.JSON},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := show.Collect(ctx, c, tc.what)
