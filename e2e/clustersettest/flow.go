@@ -24,7 +24,8 @@ import (
 // Clusterset runs the whole flow with one cable driver in the package's sandbox:
 // deploy-broker, join both clusters, traffic both ways from every node (Pod,
 // Service and hostNetwork clients; the server sees the client Pod's address),
-// discovery, gateway failover, and uninstall of both clusters.
+// discovery, a route agent restart under an established connection, gateway
+// failover, and uninstall of both clusters.
 func Clusterset(t *testing.T, driver string) {
 	sb := sandboxtest.Get(t)
 	c1, c2 := sandboxtest.ClusterFor(t, "cluster1"), sandboxtest.ClusterFor(t, "cluster2")
@@ -51,11 +52,12 @@ func Clusterset(t *testing.T, driver string) {
 	t.Run("cluster1 to cluster2", func(t *testing.T) { checkConnectivity(t, c1, w1, c2, w2) })
 	t.Run("cluster2 to cluster1", func(t *testing.T) { checkConnectivity(t, c2, w2, c1, w1) })
 	t.Run("discovery", func(t *testing.T) { checkDiscovery(t, sb, c1, w1, c2, w2) })
+	t.Run("route agent restart", func(t *testing.T) { checkRouteAgentRestart(t, c1, w1, w2) })
 	t.Run("failover", func(t *testing.T) { checkFailover(t, sb, c1, w1, c2, w2) })
 	t.Run("link cut", func(t *testing.T) { checkLinkCut(t, sb, c1, w1, c2, w2) })
 	t.Run("uninstall", func(t *testing.T) {
-		checkUninstall(t, sb, c1, c2)
-		checkUninstall(t, sb, c2, nil)
+		CheckUninstall(t, sb, c1, c2)
+		CheckUninstall(t, sb, c2, nil)
 	})
 }
 
@@ -329,9 +331,9 @@ func checkDiscovery(t *testing.T, sb *sandbox.Sandbox, c1 *sandboxtest.Cluster, 
 	}
 }
 
-// checkUninstall removes c1 from the clusterset: its namespace and broker objects
-// go, and c2 (when given) forgets it.
-func checkUninstall(t *testing.T, sb *sandbox.Sandbox, c1, c2 *sandboxtest.Cluster) {
+// CheckUninstall removes c1 from the clusterset: its namespace, broker objects
+// and kernel state on every node go, and c2 (when given) forgets it.
+func CheckUninstall(t *testing.T, sb *sandbox.Sandbox, c1, c2 *sandboxtest.Cluster) {
 	ctx := context.Background()
 	kubeconfig1, err := sb.Kubeconfig(c1.Name)
 	if err != nil {
@@ -340,6 +342,9 @@ func checkUninstall(t *testing.T, sb *sandbox.Sandbox, c1, c2 *sandboxtest.Clust
 	MustSubctl(t, "uninstall", "--kubeconfig", kubeconfig1)
 	if _, err := c1.Kube.CoreV1().Namespaces().Get(ctx, submv1.ComponentNamespace, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("namespace %s in %s after uninstall: %v, want NotFound", submv1.ComponentNamespace, c1.Name, err)
+	}
+	if left := Leftovers(t, c1); len(left) > 0 {
+		t.Errorf("uninstall left in %s's nodes:\n%s", c1.Name, strings.Join(left, "\n"))
 	}
 	if c2 == nil {
 		return
