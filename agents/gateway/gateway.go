@@ -571,6 +571,10 @@ func (l *trackingLock) Update(ctx context.Context, r resourcelock.LeaderElection
 	return err
 }
 
+// termStopWarning is how long the end of a term may take before the gateway
+// says what it waits for.
+const termStopWarning = 10 * time.Second
+
 // lead is the active term: it lasts until lctx ends (leadership lost or the
 // gateway stopping).
 func (g *Gateway) lead(lctx context.Context) {
@@ -587,19 +591,30 @@ func (g *Gateway) lead(lctx context.Context) {
 		g.startSyncers(lctx, &wg)
 	}
 	<-lctx.Done()
-	wg.Wait()
 
+	// The term is over: the gateway is passive from now on (its pod label and
+	// status say so at once), whatever the syncers and the health checker take
+	// to stop.
 	g.mu.Lock()
 	g.active, g.activeCtx = false, nil
 	h := g.health
 	g.mu.Unlock()
-	if h != nil {
-		h.Stop()
-	}
 	g.deps.Metrics.Active.Set(0)
 	g.log.Info("No longer the active gateway; the tunnels stay until another gateway takes over")
 	g.wake()
 	g.wakeStatus()
+
+	stopped := make(chan struct{})
+	go func() { wg.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(termStopWarning):
+		g.log.Info("The term's syncers are still stopping; waiting for them before competing for the Lease again", "after", termStopWarning.String())
+		<-stopped
+	}
+	if h != nil {
+		h.Stop()
+	}
 }
 
 // startSyncers runs the Endpoint and Cluster syncers for the term.
