@@ -49,16 +49,16 @@ func Clusterset(t *testing.T, driver string) {
 	WaitConnected(t, sb, c1, driver)
 	WaitConnected(t, sb, c2, driver)
 
-	t.Run("cluster1 to cluster2", func(t *testing.T) { checkConnectivity(t, c1, w1, c2, w2) })
-	t.Run("cluster2 to cluster1", func(t *testing.T) { checkConnectivity(t, c2, w2, c1, w1) })
-	t.Run("discovery", func(t *testing.T) { checkDiscovery(t, sb, c1, w1, c2, w2) })
-	t.Run("route agent restart", func(t *testing.T) { checkRouteAgentRestart(t, c1, w1, w2) })
-	t.Run("failover", func(t *testing.T) { checkFailover(t, sb, c1, w1, c2, w2) })
-	t.Run("link cut", func(t *testing.T) { checkLinkCut(t, sb, c1, w1, c2, w2) })
-	t.Run("uninstall", func(t *testing.T) {
+	step(t, "cluster1 to cluster2", func(t *testing.T) { checkConnectivity(t, c1, w1, c2, w2) }, c1, c2)
+	step(t, "cluster2 to cluster1", func(t *testing.T) { checkConnectivity(t, c2, w2, c1, w1) }, c1, c2)
+	step(t, "discovery", func(t *testing.T) { checkDiscovery(t, sb, c1, w1, c2, w2) }, c1, c2)
+	step(t, "route agent restart", func(t *testing.T) { checkRouteAgentRestart(t, c1, w1, w2) }, c1, c2)
+	step(t, "failover", func(t *testing.T) { checkFailover(t, sb, c1, w1, c2, w2) }, c1, c2)
+	step(t, "link cut", func(t *testing.T) { checkLinkCut(t, sb, c1, w1, c2, w2) }, c1, c2)
+	step(t, "uninstall", func(t *testing.T) {
 		CheckUninstall(t, sb, c1, c2)
 		CheckUninstall(t, sb, c2, nil)
-	})
+	}, c1, c2)
 }
 
 // workloads are the test pods of one cluster, in the test's namespace: a server

@@ -213,6 +213,10 @@ func TestOverlappingClusters(t *testing.T) {
 		}
 	})
 
+	if t.Failed() {
+		// Uninstall removes the pods and their logs.
+		clustersettest.KeepComponentLogs(t, c1, c2)
+	}
 	t.Run("uninstall", func(t *testing.T) {
 		clustersettest.CheckUninstall(t, sb, c1, c2)
 		clustersettest.CheckUninstall(t, sb, c2, nil)
