@@ -210,6 +210,37 @@ func waitLock(t *testing.T) *sandbox.Lock {
 	return lock
 }
 
+// steadyFootprint is the footprint once two in a row, 100 ms apart, agree (at
+// most 5 s), so that a helper process caught in the middle of its run does not
+// become part of what later footprints must match.
+func steadyFootprint(t *testing.T, stateDir string) string {
+	t.Helper()
+	last := footprint(t, stateDir)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		next := footprint(t, stateDir)
+		if next == last {
+			break
+		}
+		last = next
+	}
+	return last
+}
+
+// footprintChange compares the footprint with before until they match or 5 s
+// pass, and returns the last difference: the running sandbox's own helpers
+// (kube-proxy's iptables-restore, probes) come and go, so only a change that
+// stays counts.
+func footprintChange(t *testing.T, stateDir, before string) string {
+	t.Helper()
+	var diff string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if diff = cmp.Diff(before, footprint(t, stateDir)); diff == "" || time.Now().After(deadline) {
+			return diff
+		}
+	}
+}
+
 func footprint(t *testing.T, stateDir string) string {
 	t.Helper()
 	root, err := controlplane.RepoRoot()
@@ -334,9 +365,9 @@ func TestPrivilegedLifecycle(t *testing.T) {
 
 	t.Run("a second up is refused and changes nothing", func(t *testing.T) {
 		other := filepath.Join(t.TempDir(), "other")
-		fp := footprint(t, stateDir)
+		fp := steadyFootprint(t, stateDir)
 		run(t, nil, "up", "--state-dir", other).wantFailure(t, "a second sandbox up", "a sandbox is already up on this machine (state dir "+stateDir)
-		if diff := cmp.Diff(fp, footprint(t, stateDir)); diff != "" {
+		if diff := footprintChange(t, stateDir, fp); diff != "" {
 			t.Errorf("the refused up changed the machine (-before +after):\n%s", diff)
 		}
 		if _, err := os.Stat(other); !errors.Is(err, os.ErrNotExist) {
@@ -346,9 +377,9 @@ func TestPrivilegedLifecycle(t *testing.T) {
 
 	t.Run("up without root is refused and changes nothing", func(t *testing.T) {
 		other := filepath.Join(t.TempDir(), "other")
-		fp := footprint(t, stateDir)
+		fp := steadyFootprint(t, stateDir)
 		run(t, &syscall.Credential{Uid: 65534, Gid: 65534}, "up", "--state-dir", other).wantFailure(t, "sandbox up as nobody", "the sandbox needs root")
-		if diff := cmp.Diff(fp, footprint(t, stateDir)); diff != "" {
+		if diff := footprintChange(t, stateDir, fp); diff != "" {
 			t.Errorf("the refused up changed the machine (-before +after):\n%s", diff)
 		}
 	})
@@ -407,13 +438,13 @@ func TestPrivilegedLifecycle(t *testing.T) {
 		if !strings.Contains(strings.Join(left, "\n"), "network namespace "+sandbox.FabricNetNS) {
 			t.Errorf("after the crash, Leftovers() = %v, want the fabric namespace among them", left)
 		}
-		fp := footprint(t, stateDir)
+		fp := steadyFootprint(t, stateDir)
 		opts := sandbox.DefaultOptions()
 		opts.StateDir, opts.Lock = stateDir, lock
 		if _, err := sandbox.Up(context.Background(), opts); err == nil || !strings.Contains(err.Error(), "leftovers of an earlier sandbox are in the way") {
 			t.Errorf("up over the crashed sandbox: %v, want it refused over the leftovers", err)
 		}
-		if diff := cmp.Diff(fp, footprint(t, stateDir)); diff != "" {
+		if diff := footprintChange(t, stateDir, fp); diff != "" {
 			t.Errorf("the refused up changed the machine (-before +after):\n%s", diff)
 		}
 		lock.Release()
