@@ -151,6 +151,7 @@ func TestAgent(t *testing.T) {
 	})
 
 	t.Run("export before the Service exists", func(t *testing.T) {
+		pre := gauge(t, a.metrics.allocated, cidr)
 		mustCreate(t, c, export("web", "late"))
 		mustCreate(t, c, clusterIPService("web", "late", map[string]string{"app": "late"}))
 		late := allocatedIngress(t, c, "web", "late")
@@ -161,6 +162,12 @@ func TestAgent(t *testing.T) {
 		waitFor(t, "the late Service's GlobalIngressIP to go", func() (bool, string) {
 			_, err := getGIIP(c, "web", "late")
 			return apierrors.IsNotFound(err), fmt.Sprint(err)
+		})
+		// The engine releases the address when it sees the deletion, which can
+		// come after the API server's NotFound.
+		waitFor(t, "the late Service's address to be released", func() (bool, string) {
+			n := gauge(t, a.metrics.allocated, cidr)
+			return n == pre, fmt.Sprintf("%v allocated, want %v", n, pre)
 		})
 	})
 
@@ -173,9 +180,10 @@ func TestAgent(t *testing.T) {
 			_, err := getGIIP(c, "web", "unexported")
 			return apierrors.IsNotFound(err), fmt.Sprint(err)
 		})
-		if n := gauge(t, a.metrics.allocated, cidr); n != before {
-			t.Errorf("%d addresses allocated after the stray GlobalIngressIP, want %d", n, before)
-		}
+		waitFor(t, "no address left to the stray GlobalIngressIP", func() (bool, string) {
+			n := gauge(t, a.metrics.allocated, cidr)
+			return n == before, fmt.Sprintf("%v allocated, want %v", n, before)
+		})
 	})
 
 	podIPs := map[string]netip.Addr{}
