@@ -49,13 +49,7 @@ func Throughput(b *testing.B, driver string) {
 	sb := sandboxtest.Get(b)
 	ctx := context.Background()
 	c1, c2 := sandboxtest.ClusterFor(b, "cluster1"), sandboxtest.ClusterFor(b, "cluster2")
-	kubeconfig := func(name string) string {
-		k, err := sb.Kubeconfig(name)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return k
-	}
+	kubeconfig := func(name string) string { return Kubeconfig(b, sb, name) }
 	info := filepath.Join(b.TempDir(), "broker-info.subm")
 	MustSubctl(b, "deploy-broker", "--kubeconfig", kubeconfig("broker"), "-o", info)
 	for _, c := range []*sandboxtest.Cluster{c1, c2} {
@@ -74,7 +68,7 @@ func Throughput(b *testing.B, driver string) {
 	// The first exchange also proves the path is up.
 	ConnectReply(b, c1, ns, "iperf", "--tcp", sandboxtest.HostPort(server.Status.PodIP, sandboxtest.TCPPort))
 
-	gw1, gw2 := activeNode(b, c1), activeNode(b, c2)
+	gw1, gw2 := ActiveNode(b, c1), ActiveNode(b, c2)
 	remote := remoteHealthCheckIP(b, c1, c2.Name)
 
 	// Through the tunnel, gateway node to gateway node.
@@ -140,16 +134,16 @@ func iperfBetween(b *testing.B, client, server, addr, what string) float64 {
 	return iperfGbps(b, what, string(out))
 }
 
-// activeNode is the sandbox node of c's active gateway.
-func activeNode(b *testing.B, c *sandboxtest.Cluster) sandbox.Node {
-	b.Helper()
-	name := ActiveGateway(b, c).Spec.NodeName
+// ActiveNode is the sandbox node of c's active gateway.
+func ActiveNode(t testing.TB, c *sandboxtest.Cluster) sandbox.Node {
+	t.Helper()
+	name := ActiveGateway(t, c).Spec.NodeName
 	for _, n := range c.Topology.Nodes {
 		if n.Name == name {
 			return n
 		}
 	}
-	b.Fatalf("%s has no node %q", c.Name, name)
+	t.Fatalf("%s has no node %q", c.Name, name)
 	return sandbox.Node{}
 }
 

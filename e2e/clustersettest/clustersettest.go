@@ -5,9 +5,14 @@ package clustersettest
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	submv1 "github.com/submariner-go/submariner/crds/v1"
 	"github.com/submariner-go/submariner/e2e/nettest"
 	"github.com/submariner-go/submariner/e2e/sandbox"
 	"github.com/submariner-go/submariner/e2e/sandbox/sandboxtest"
@@ -18,11 +23,9 @@ import (
 // tunnel (with the driver, when given) and an RTT.
 func WaitConnected(t testing.TB, sb *sandbox.Sandbox, c *sandboxtest.Cluster, driver string) {
 	t.Helper()
-	kubeconfig, err := sb.Kubeconfig(c.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig := Kubeconfig(t, sb, c.Name)
 	var out string
+	var err error
 	connected := false
 	sandboxtest.Eventually(t, func() bool {
 		out, err = Subctl(t, false, "show", "connections", "--kubeconfig", kubeconfig)
@@ -75,4 +78,43 @@ func MustSubctl(t testing.TB, args ...string) string {
 		t.Fatalf("subctl %s: %v", strings.Join(args, " "), err)
 	}
 	return out
+}
+
+// Kubeconfig is the path of the kubeconfig of the sandbox's control plane name
+// ("broker", "cluster1", ...).
+func Kubeconfig(t testing.TB, sb *sandbox.Sandbox, name string) string {
+	t.Helper()
+	k, err := sb.Kubeconfig(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// RestartDaemonSet deletes every pod of c's component DaemonSet name and waits
+// until each is replaced by a new, ready one; it returns the deleted pods.
+func RestartDaemonSet(t testing.TB, c *sandboxtest.Cluster, name string) []corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	selector := map[string]string{sandboxtest.AppLabel: name}
+	old := c.Pods(t, submv1.ComponentNamespace, selector)
+	if len(old) == 0 {
+		t.Fatalf("%s runs no pod of %s", c.Name, name)
+	}
+	for _, p := range old {
+		if err := c.Kube.CoreV1().Pods(submv1.ComponentNamespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sandboxtest.Eventually(t, func() bool {
+		now := c.Pods(t, submv1.ComponentNamespace, selector)
+		for _, p := range now {
+			if slices.ContainsFunc(old, func(o corev1.Pod) bool { return o.UID == p.UID }) || !sandboxtest.PodReady(&p) {
+				return false
+			}
+		}
+		return len(now) == len(old)
+	})
+	c.WaitDaemonSet(t, submv1.ComponentNamespace, name)
+	return old
 }

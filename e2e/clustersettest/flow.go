@@ -29,10 +29,7 @@ import (
 func Clusterset(t *testing.T, driver string) {
 	sb := sandboxtest.Get(t)
 	c1, c2 := sandboxtest.ClusterFor(t, "cluster1"), sandboxtest.ClusterFor(t, "cluster2")
-	brokerKubeconfig, err := sb.Kubeconfig("broker")
-	if err != nil {
-		t.Fatal(err)
-	}
+	brokerKubeconfig := Kubeconfig(t, sb, "broker")
 	info := filepath.Join(t.TempDir(), "broker-info.subm")
 	MustSubctl(t, "deploy-broker", "--kubeconfig", brokerKubeconfig, "-o", info)
 
@@ -40,10 +37,7 @@ func Clusterset(t *testing.T, driver string) {
 	w1, w2 := deployWorkloads(t, c1, ns), deployWorkloads(t, c2, ns)
 
 	for _, c := range []*sandboxtest.Cluster{c1, c2} {
-		kubeconfig, err := sb.Kubeconfig(c.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
+		kubeconfig := Kubeconfig(t, sb, c.Name)
 		MustSubctl(t, "join", info, "--kubeconfig", kubeconfig, "--clusterid", c.Name, "--cable-driver", driver, "--natt=false")
 	}
 	WaitConnected(t, sb, c1, driver)
@@ -254,10 +248,7 @@ func ActiveGateway(t testing.TB, c *sandboxtest.Cluster) corev1.Pod {
 // resolve by hostname; after unexporting, the name is gone.
 func checkDiscovery(t *testing.T, sb *sandbox.Sandbox, c1 *sandboxtest.Cluster, w1 *workloads, c2 *sandboxtest.Cluster, w2 *workloads) {
 	ctx := context.Background()
-	kubeconfig2, err := sb.Kubeconfig(c2.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig2 := Kubeconfig(t, sb, c2.Name)
 	client := w1.clients[w1.nodes[0]]
 	name := fmt.Sprintf("echo.%s.svc.clusterset.local", w2.ns)
 	dig := func(name string) string {
@@ -280,10 +271,7 @@ func checkDiscovery(t *testing.T, sb *sandbox.Sandbox, c1 *sandboxtest.Cluster, 
 	}
 
 	// Exported in both clusters, each cluster resolves its own.
-	kubeconfig1, err := sb.Kubeconfig(c1.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig1 := Kubeconfig(t, sb, c1.Name)
 	MustSubctl(t, "export", "service", "echo", "--namespace", w1.ns, "--kubeconfig", kubeconfig1)
 	digIn := func(c *sandboxtest.Cluster, w *workloads, qname string) string {
 		out, _, err := c.Exec(ctx, w.ns, w.clients[w.nodes[0]].Name, "dig", "+short", "+time=1", "+tries=1", qname)
@@ -335,10 +323,7 @@ func checkDiscovery(t *testing.T, sb *sandbox.Sandbox, c1 *sandboxtest.Cluster, 
 // and kernel state on every node go, and c2 (when given) forgets it.
 func CheckUninstall(t *testing.T, sb *sandbox.Sandbox, c1, c2 *sandboxtest.Cluster) {
 	ctx := context.Background()
-	kubeconfig1, err := sb.Kubeconfig(c1.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kubeconfig1 := Kubeconfig(t, sb, c1.Name)
 	MustSubctl(t, "uninstall", "--kubeconfig", kubeconfig1)
 	if _, err := c1.Kube.CoreV1().Namespaces().Get(ctx, submv1.ComponentNamespace, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("namespace %s in %s after uninstall: %v, want NotFound", submv1.ComponentNamespace, c1.Name, err)

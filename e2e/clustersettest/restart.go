@@ -2,17 +2,14 @@ package clustersettest
 
 import (
 	"bufio"
-	"context"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/submariner-go/submariner/agents/netkit/netns"
-	submv1 "github.com/submariner-go/submariner/crds/v1"
 	"github.com/submariner-go/submariner/e2e/nettest"
 	"github.com/submariner-go/submariner/e2e/sandbox/nodeagent"
 	"github.com/submariner-go/submariner/e2e/sandbox/sandboxtest"
@@ -24,7 +21,6 @@ import (
 // every node, and checks that the connection still carries data and that no
 // node's kernel state (links, routes, rules, FDB, iptables) changed.
 func checkRouteAgentRestart(t *testing.T, c1 *sandboxtest.Cluster, w1 *workloads, w2 *workloads) {
-	ctx := context.Background()
 	client := w1.clients[w1.nodes[len(w1.nodes)-1]]
 	server := w2.servers[w2.nodes[len(w2.nodes)-1]]
 	conn := dialFromPod(t, string(client.UID), sandboxtest.HostPort(server.Status.PodIP, sandboxtest.TCPPort))
@@ -34,34 +30,10 @@ func checkRouteAgentRestart(t *testing.T, c1 *sandboxtest.Cluster, w1 *workloads
 	for _, n := range c1.Topology.Nodes {
 		before[n.Name] = KernelState(t, n.NetNS)
 	}
-	old := c1.Pods(t, submv1.ComponentNamespace, map[string]string{sandboxtest.AppLabel: manifests.RouteAgentDaemonSet})
-	if len(old) != len(c1.Topology.Nodes) {
-		t.Fatalf("%s runs %d route agent pods, want one on each of its %d nodes", c1.Name, len(old), len(c1.Topology.Nodes))
-	}
-	for _, p := range old {
-		if err := c1.Kube.CoreV1().Pods(submv1.ComponentNamespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// Every node runs a new, ready route agent (it has synced its state).
-	sandboxtest.Eventually(t, func() bool {
-		now := c1.Pods(t, submv1.ComponentNamespace, map[string]string{sandboxtest.AppLabel: manifests.RouteAgentDaemonSet})
-		if len(now) != len(old) {
-			return false
-		}
-		for _, p := range now {
-			for _, o := range old {
-				if p.UID == o.UID {
-					return false
-				}
-			}
-			if !sandboxtest.PodReady(&p) {
-				return false
-			}
-		}
-		return true
-	})
-	c1.WaitDaemonSet(t, submv1.ComponentNamespace, manifests.RouteAgentDaemonSet)
+	if old := RestartDaemonSet(t, c1, manifests.RouteAgentDaemonSet); len(old) != len(c1.Topology.Nodes) {
+		t.Fatalf("%s ran %d route agent pods, want one on each of its %d nodes", c1.Name, len(old), len(c1.Topology.Nodes))
+	}
 
 	echo(t, conn, "after the restart")
 	for _, n := range c1.Topology.Nodes {

@@ -30,13 +30,7 @@ func BenchmarkFailover(b *testing.B) {
 	sb := sandboxtest.Get(b)
 	c1, c2 := sandboxtest.ClusterFor(b, "cluster1"), sandboxtest.ClusterFor(b, "cluster2")
 	ctx := context.Background()
-	kubeconfig := func(name string) string {
-		k, err := sb.Kubeconfig(name)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return k
-	}
+	kubeconfig := func(name string) string { return clustersettest.Kubeconfig(b, sb, name) }
 	info := filepath.Join(b.TempDir(), "broker-info.subm")
 	clustersettest.MustSubctl(b, "deploy-broker", "--kubeconfig", kubeconfig("broker"), "-o", info)
 	ns := sandboxtest.Namespace(b, c1, c2)

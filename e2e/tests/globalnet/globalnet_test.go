@@ -45,13 +45,7 @@ func TestOverlappingClusters(t *testing.T) {
 	if c1.Topology.PodCIDR != c2.Topology.PodCIDR {
 		t.Fatalf("the sandbox's clusters do not overlap: %s and %s", c1.Topology.PodCIDR, c2.Topology.PodCIDR)
 	}
-	kubeconfig := func(name string) string {
-		k, err := sb.Kubeconfig(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return k
-	}
+	kubeconfig := func(name string) string { return clustersettest.Kubeconfig(t, sb, name) }
 	info := filepath.Join(t.TempDir(), "broker-info.subm")
 	clustersettest.MustSubctl(t, "deploy-broker", "--kubeconfig", kubeconfig("broker"), "--globalnet", "-o", info)
 	// Without Globalnet the second join is refused (the CIDRs overlap); with it
@@ -92,13 +86,7 @@ func TestOverlappingClusters(t *testing.T) {
 	clustersettest.MustSubctl(t, "export", "service", "echo", "--namespace", ns, "--kubeconfig", kubeconfig(c2.Name))
 
 	name := fmt.Sprintf("echo.%s.svc.clusterset.local", ns)
-	var got string
-	sandboxtest.Eventually(t, func() bool {
-		out, _, err := c1.Exec(ctx, ns, clientPod.Name, "dig", "+short", "+time=1", "+tries=1", name)
-		got = strings.TrimSpace(out)
-		a, perr := netip.ParseAddr(got)
-		return err == nil && perr == nil && global[c2.Name].Contains(a)
-	})
+	got := resolveWithin(t, c1, ns, clientPod.Name, name, global[c2.Name])
 	if a, err := netip.ParseAddr(got); err != nil || !global[c2.Name].Contains(a) {
 		t.Fatalf("%s resolves to %q in %s, want a global IP of %s (%s)", name, got, c1.Name, c2.Name, global[c2.Name])
 	}
@@ -149,13 +137,7 @@ func TestOverlappingClusters(t *testing.T) {
 			t.Fatalf("%s runs %d echo pods, want 1", c2.Name, len(echoPods))
 		}
 		name := fmt.Sprintf("echo-headless.%s.svc.clusterset.local", ns)
-		var got string
-		sandboxtest.Eventually(t, func() bool {
-			out, _, err := c1.Exec(ctx, ns, clientPod.Name, "dig", "+short", "+time=1", "+tries=1", name)
-			got = strings.TrimSpace(out)
-			a, perr := netip.ParseAddr(got)
-			return err == nil && perr == nil && global[c2.Name].Contains(a)
-		})
+		got := resolveWithin(t, c1, ns, clientPod.Name, name, global[c2.Name])
 		addr, err := netip.ParseAddr(got)
 		if err != nil || !global[c2.Name].Contains(addr) {
 			t.Fatalf("%s resolves to %q in %s, want the global IP of %s's pod %s", name, got, c1.Name, c2.Name, echoPods[0].Name)
@@ -197,7 +179,7 @@ func TestOverlappingClusters(t *testing.T) {
 			t.Errorf("GlobalIngressIP %s/echo (%s) is still there after unexport", ns, gip.Status.AllocatedIP)
 		}
 		// Its rules go with it, on the gateway that had them.
-		node := nodeNetNS(t, c2, clustersettest.ActiveGateway(t, c2).Spec.NodeName)
+		node := clustersettest.ActiveNode(t, c2).NetNS
 		var rules []string
 		sandboxtest.Eventually(t, func() bool {
 			rules = nil
@@ -227,6 +209,21 @@ func TestOverlappingClusters(t *testing.T) {
 			}
 		}
 	})
+}
+
+// resolveWithin digs name from pod until it resolves to one address within
+// cidr (exports take a moment to reach the other cluster), and returns the last
+// answer; the caller checks it.
+func resolveWithin(t *testing.T, c *sandboxtest.Cluster, ns, pod, name string, cidr netip.Prefix) string {
+	t.Helper()
+	var got string
+	sandboxtest.Eventually(t, func() bool {
+		out, _, err := c.Exec(context.Background(), ns, pod, "dig", "+short", "+time=1", "+tries=1", name)
+		got = strings.TrimSpace(out)
+		a, perr := netip.ParseAddr(got)
+		return err == nil && perr == nil && cidr.Contains(a)
+	})
+	return got
 }
 
 // egressIP creates the GlobalEgressIP in c and waits for its one address.
@@ -269,34 +266,10 @@ func seenAs(t *testing.T, c *sandboxtest.Cluster, ns, pod, url, want string) str
 // (iptables-save without counters, routes, links) is identical.
 func restartGlobalnet(t *testing.T, c *sandboxtest.Cluster) {
 	t.Helper()
-	ctx := context.Background()
 	before := allocations(t, c)
-	node := nodeNetNS(t, c, clustersettest.ActiveGateway(t, c).Spec.NodeName)
+	node := clustersettest.ActiveNode(t, c).NetNS
 	state := clustersettest.KernelState(t, node)
-	old := c.Pods(t, submv1.ComponentNamespace, map[string]string{sandboxtest.AppLabel: manifests.GlobalnetDaemonSet})
-	if len(old) == 0 {
-		t.Fatalf("%s runs no Globalnet pod", c.Name)
-	}
-	for _, p := range old {
-		if err := c.Kube.CoreV1().Pods(submv1.ComponentNamespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	sandboxtest.Eventually(t, func() bool {
-		now := c.Pods(t, submv1.ComponentNamespace, map[string]string{sandboxtest.AppLabel: manifests.GlobalnetDaemonSet})
-		for _, p := range now {
-			for _, o := range old {
-				if p.UID == o.UID {
-					return false
-				}
-			}
-			if !sandboxtest.PodReady(&p) {
-				return false
-			}
-		}
-		return len(now) == len(old)
-	})
-	c.WaitDaemonSet(t, submv1.ComponentNamespace, manifests.GlobalnetDaemonSet)
+	clustersettest.RestartDaemonSet(t, c, manifests.GlobalnetDaemonSet)
 	if diff := cmp.Diff(before, allocations(t, c)); diff != "" {
 		t.Errorf("restarting Globalnet in %s changed allocations (-before +after):\n%s", c.Name, diff)
 	}
@@ -332,16 +305,4 @@ func allocations(t *testing.T, c *sandboxtest.Cluster) map[string][]string {
 		out["ClusterGlobalEgressIP "+g.Name] = g.Status.AllocatedIPs
 	}
 	return out
-}
-
-// nodeNetNS is the network namespace of c's node name.
-func nodeNetNS(t *testing.T, c *sandboxtest.Cluster, name string) string {
-	t.Helper()
-	for _, n := range c.Topology.Nodes {
-		if n.Name == name {
-			return n.NetNS
-		}
-	}
-	t.Fatalf("%s has no node %q", c.Name, name)
-	return ""
 }
