@@ -504,7 +504,9 @@ func readPSK(path string) ([]byte, error) {
 	return b, nil
 }
 
-// elect takes part in the leader election until ctx ends, then releases the Lease.
+// elect takes part in the leader election until ctx ends, then releases the Lease
+// once the term has stopped. A term that ends because the Lease could not be
+// renewed leaves it alone: by then another gateway may hold it.
 func (g *Gateway) elect(ctx context.Context) {
 	identity := g.cfg.NodeName + LeaderIdentitySuffix
 	for ctx.Err() == nil {
@@ -515,12 +517,11 @@ func (g *Gateway) elect(ctx context.Context) {
 			LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
 		}}
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-			Lock:            lock,
-			LeaseDuration:   g.cfg.LeaseDuration,
-			RenewDeadline:   g.cfg.RenewDeadline,
-			RetryPeriod:     g.cfg.RetryPeriod,
-			ReleaseOnCancel: true,
-			Name:            submv1.GatewayLeaseName,
+			Lock:          lock,
+			LeaseDuration: g.cfg.LeaseDuration,
+			RenewDeadline: g.cfg.RenewDeadline,
+			RetryPeriod:   g.cfg.RetryPeriod,
+			Name:          submv1.GatewayLeaseName,
 			Callbacks: leaderelection.LeaderCallbacks{
 				OnStartedLeading: func(lctx context.Context) {
 					defer close(termDone)
@@ -540,8 +541,16 @@ func (g *Gateway) elect(ctx context.Context) {
 		le.Run(ctx)
 		// Run starts the term in a goroutine once the Lease is acquired; wait for
 		// the term to end before competing again, or before shutting down.
-		if lock.acquired.Load() {
-			<-termDone
+		if !lock.acquired.Load() {
+			continue
+		}
+		<-termDone
+		if ctx.Err() != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.RenewDeadline)
+			if err := component.ReleaseLease(rctx, g.kube.CoordinationV1(), g.cfg.Namespace, submv1.GatewayLeaseName, identity); err != nil {
+				g.log.Error(err, "The next gateway takes over when the Lease expires")
+			}
+			cancel()
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/submariner-go/submariner/agents/component"
@@ -39,7 +41,67 @@ type testGateway struct {
 	cancel context.CancelFunc
 	done   chan error
 	ready  *readiness
+	link   *link
 	once   sync.Once
+}
+
+// link is the network between a test gateway and the API servers. Cut, its
+// requests hang until their context ends or the link comes back, as over a dead
+// network; watches already open are not cut.
+type link struct {
+	mu sync.Mutex
+	up chan struct{} // closed while the link is up
+}
+
+func newLink() *link {
+	up := make(chan struct{})
+	close(up)
+	return &link{up: up}
+}
+
+func (l *link) cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.up:
+		l.up = make(chan struct{})
+	default:
+	}
+}
+
+func (l *link) restore() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.up:
+	default:
+		close(l.up)
+	}
+}
+
+func (l *link) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		l.mu.Lock()
+		up := l.up
+		l.mu.Unlock()
+		select {
+		case <-up:
+			return rt.RoundTrip(r)
+		case <-r.Context().Done():
+			return nil, r.Context().Err()
+		}
+	})
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// through returns a copy of cfg whose requests go over l.
+func (l *link) through(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	cfg.Wrap(l.wrap)
+	return cfg
 }
 
 // readiness records what the gateway says about its readiness.
@@ -94,7 +156,7 @@ func startGateway(t *testing.T, p, broker *controlplane.Plane, clusterID, node, 
 		Cluster: []netip.Prefix{netip.MustParsePrefix("10." + n + ".0.0/16")},
 		Service: []netip.Prefix{netip.MustParsePrefix("100." + n + ".0.0/16")},
 	}
-	g := &testGateway{node: node, plane: p, driver: fake.New(submv1.BackendVXLAN), done: make(chan error, 1), ready: &readiness{}}
+	g := &testGateway{node: node, plane: p, driver: fake.New(submv1.BackendVXLAN), done: make(chan error, 1), ready: &readiness{}, link: newLink()}
 	g.driver.SetBackendConfig(map[string]string{"test-key": node})
 	if newDriver == nil {
 		newDriver = func(cable.Config) (cable.Driver, error) { return g.driver, nil }
@@ -112,7 +174,7 @@ func startGateway(t *testing.T, p, broker *controlplane.Plane, clusterID, node, 
 		{Name: "cni0", Addrs: []netip.Prefix{netip.MustParsePrefix(cniIP + "/24")}},
 	}
 	gw, err := New(cfg, Deps{
-		Local: p.Config, Broker: broker.Config, BrokerNamespace: submv1.BrokerNamespace,
+		Local: g.link.through(p.Config), Broker: g.link.through(broker.Config), BrokerNamespace: submv1.BrokerNamespace,
 		Host:      &cable.Host{},
 		Links:     func() ([]Link, error) { return links, nil },
 		NewDriver: newDriver,
@@ -528,6 +590,70 @@ func TestLostLeadership(t *testing.T) {
 	case err := <-active.done:
 		t.Errorf("the old gateway exited (%v): losing the Lease must not stop it", err)
 	default:
+	}
+}
+
+// TestPartitionedLeader cuts the active gateway of cluster1 off the API servers,
+// as a failed link does, until the other gateway has taken the Lease. The link
+// comes back while the old gateway may still be waiting for the API server: it
+// must leave the Lease to its successor and settle as passive. (client-go's
+// release after a failed renewal judged by a stale record and freed the
+// successor's Lease, and the old gateway took it back.)
+func TestPartitionedLeader(t *testing.T) {
+	planes := controlplane.Start(t, "broker", "cluster1")
+	broker, c1 := planes[0], planes[1]
+	createNamespace(t, broker, submv1.BrokerNamespace)
+	createNamespace(t, c1, submv1.ComponentNamespace)
+	gatewayNode(t, c1, "c1-gw1", "198.51.100.11")
+	gatewayNode(t, c1, "c1-gw2", "198.51.100.12")
+	gws := map[string]*testGateway{
+		"c1-gw1": startGateway(t, c1, broker, "cluster1", "c1-gw1", "198.51.100.11", "10.1.11.1", nil),
+		"c1-gw2": startGateway(t, c1, broker, "cluster1", "c1-gw2", "198.51.100.12", "10.1.12.1", nil),
+	}
+	var holder string
+	eventually(t, "a Lease holder in cluster1", func(ctx context.Context) (bool, error) {
+		var err error
+		holder, err = leaseHolder(ctx, c1)
+		return holder != "", err
+	}, func() string { return "no holder" })
+	active := gws[strings.TrimSuffix(holder, LeaderIdentitySuffix)]
+	other := gws["c1-gw1"]
+	if other == active {
+		other = gws["c1-gw2"]
+	}
+
+	active.link.cut()
+	want := other.node + LeaderIdentitySuffix
+	eventually(t, "the other gateway to take the Lease", func(ctx context.Context) (bool, error) {
+		var err error
+		holder, err = leaseHolder(ctx, c1)
+		return holder == want, err
+	}, func() string { return "the holder is " + holder })
+	active.link.restore()
+
+	// The Lease must stay with the successor: the old gateway's waiting requests
+	// go through now, and a release would come right away.
+	var got []string
+	eventually(t, "the old gateway passive and the other one active", func(ctx context.Context) (bool, error) {
+		var err error
+		if holder, err = leaseHolder(ctx, c1); err != nil {
+			return false, err
+		}
+		if holder != want {
+			t.Fatalf("after the link came back the Lease went from %s to %q", want, holder)
+		}
+		if got, err = gateways(ctx, c1); err != nil {
+			return false, err
+		}
+		label, err := podLabel(ctx, c1, active.node)
+		want := []string{active.node + " passive", other.node + " active local=" + other.node}
+		slices.Sort(want)
+		return label == "passive" && cmp.Equal(want, got), err
+	}, func() string { return strings.Join(got, "\n") })
+	for end := time.Now().Add(DefaultLeaseDuration); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if holder, err := leaseHolder(context.Background(), c1); err != nil || holder != want {
+			t.Fatalf("the Lease went from %s to %q (%v) after the old gateway had settled", want, holder, err)
+		}
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
+	"github.com/submariner-go/submariner/agents/component"
 	"github.com/submariner-go/submariner/agents/netkit/iptables"
 	submv1 "github.com/submariner-go/submariner/crds/v1"
 )
@@ -144,18 +145,18 @@ func (a *Agent) lead(ctx context.Context, core kubernetes.Interface, endpoints *
 	termCtx, stopTerm := context.WithCancel(leadCtx)
 	defer stopTerm()
 	leading := make(chan context.Context, 1)
+	identity := a.cfg.NodeName + LeaderIdentitySuffix
 
 	le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 		Lock: &resourcelock.LeaseLock{
 			LeaseMeta:  metav1.ObjectMeta{Name: submv1.GlobalnetLeaseName, Namespace: a.cfg.Namespace},
 			Client:     core.CoordinationV1(),
-			LockConfig: resourcelock.ResourceLockConfig{Identity: a.cfg.NodeName + LeaderIdentitySuffix},
+			LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
 		},
-		LeaseDuration:   a.cfg.LeaseDuration,
-		RenewDeadline:   a.cfg.RenewDeadline,
-		RetryPeriod:     a.cfg.RetryPeriod,
-		ReleaseOnCancel: true,
-		Name:            submv1.GlobalnetLeaseName,
+		LeaseDuration: a.cfg.LeaseDuration,
+		RenewDeadline: a.cfg.RenewDeadline,
+		RetryPeriod:   a.cfg.RetryPeriod,
+		Name:          submv1.GlobalnetLeaseName,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(lctx context.Context) { leading <- lctx },
 			OnStoppedLeading: func() {},
@@ -187,8 +188,10 @@ func (a *Agent) lead(ctx context.Context, core kubernetes.Interface, endpoints *
 		defer close(runDone)
 		le.Run(leadCtx)
 	}()
+	held := false
 	select {
 	case lctx := <-leading:
+		held = true
 		tctx, cancel := context.WithCancel(lctx)
 		stop := context.AfterFunc(termCtx, cancel)
 		a.runTerm(tctx, endpoints, ready)
@@ -197,9 +200,19 @@ func (a *Agent) lead(ctx context.Context, core kubernetes.Interface, endpoints *
 	case <-runDone:
 	case <-termCtx.Done():
 	}
-	// The term is over: now release the Lease (or stop campaigning).
+	// The term is over: stop campaigning, and release the Lease when the term was
+	// stopped on purpose. A term that ended because the Lease could not be renewed
+	// leaves it alone: by then another node may hold it.
+	stopped := termCtx.Err() != nil // before stopLeading, which ends termCtx too
 	stopLeading()
 	<-runDone
+	if held && stopped {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.RenewDeadline)
+		defer cancel()
+		if err := component.ReleaseLease(rctx, core.CoordinationV1(), a.cfg.Namespace, submv1.GlobalnetLeaseName, identity); err != nil {
+			log.Error(err, "The next holder takes over when the Lease expires")
+		}
+	}
 }
 
 // runTerm runs one engine until ctx is done.
