@@ -481,8 +481,16 @@ func (g *Gateway) tryPrepare(ctx context.Context) error {
 	if g.cfg.HealthCheck && g.health == nil {
 		g.health = NewHealthChecker(g.deps.Host, g.cfg.HealthCheckInterval, g.cfg.MaxPacketLoss, g.log.WithName("health"))
 	}
-	g.log.Info("Gateway prepared", "backend", g.cfg.Backend, "privateIP", privateIP.String(), "publicIP", publicIP.String(), "healthCheckIP", info.HealthCheckIP.String(), "cable", local.CableName)
+	g.log.Info("Gateway prepared", "backend", g.cfg.Backend, "privateIP", privateIP.String(), "publicIP", orNone(publicIP), "healthCheckIP", orNone(info.HealthCheckIP), "cable", local.CableName)
 	return nil
+}
+
+// orNone is a for the logs: "none" when it is unset.
+func orNone(a netip.Addr) string {
+	if !a.IsValid() {
+		return "none"
+	}
+	return a.String()
 }
 
 // readPSK reads the pre-shared key; a missing or empty file gives nil, for the
@@ -710,13 +718,13 @@ func (g *Gateway) refreshPublicIP(ctx context.Context) {
 	}
 	ip, err := g.deps.Resolver.Resolve(ctx, methods)
 	if err != nil {
-		g.log.Error(err, "Resolving the public IP again; keeping the last one", "publicIP", local.PublicIP.String())
+		g.log.Error(err, "Resolving the public IP again; keeping the last one", "publicIP", orNone(local.PublicIP))
 		return
 	}
 	if ip == local.PublicIP {
 		return
 	}
-	g.log.Info("The public IP changed", "old", local.PublicIP.String(), "new", ip.String())
+	g.log.Info("The public IP changed", "old", orNone(local.PublicIP), "new", ip.String())
 	l := *local
 	l.PublicIP = ip
 	g.mu.Lock()
