@@ -362,7 +362,7 @@ func (v *view) desiredSlices(ctx context.Context, e export) ([]*discoveryv1.Endp
 	if err := v.local.List(ctx, &sources, client.InNamespace(e.svc.Namespace), client.MatchingFields{indexSourceSlices: key}); err != nil {
 		return nil, fmt.Errorf("listing the EndpointSlices of Service %s: %w", key, err)
 	}
-	in := SliceInput{ClusterID: v.a.cfg.ClusterID, Service: e.svc}
+	in := SliceInput{ClusterID: v.a.cfg.ClusterID, Service: e.svc, Globalnet: v.a.cfg.Globalnet}
 	for i := range sources.Items {
 		in.Sources = append(in.Sources, &sources.Items[i])
 	}

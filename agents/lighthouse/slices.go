@@ -32,6 +32,9 @@ type SliceInput struct {
 	// Sources are the Service's own EndpointSlices (label
 	// kubernetes.io/service-name), from the Kubernetes controllers or the user.
 	Sources []*discoveryv1.EndpointSlice
+	// Globalnet says the cluster runs Globalnet: the addresses published are
+	// global IPs, and the slices' annotation globalnet-enabled says so.
+	Globalnet bool
 	// GlobalIPs, with Globalnet, maps the addresses of a headless Service's
 	// endpoints to the global IPs Globalnet allocated to them (their
 	// GlobalIngressIPs); nil without Globalnet. Ignored for a Service with a
@@ -53,9 +56,13 @@ type SliceInput struct {
 //     else the name of the Pod it targets when that is a DNS label). An endpoint
 //     that is not ready is left out unless the Service publishes not-ready
 //     addresses; the annotation publish-not-ready-addresses tells the plugin.
-//     With Globalnet (GlobalIPs set) every address is replaced by its global IP,
-//     and an address without one yet is left out (with it an endpoint left
-//     with none), since no other cluster could reach it.
+//
+// Every slice's annotation globalnet-enabled says whether its addresses are
+// global IPs.
+//
+//	With Globalnet (GlobalIPs set) every address is replaced by its global IP,
+//	and an address without one yet is left out (with it an endpoint left
+//	with none), since no other cluster could reach it.
 func DesiredSlices(in SliceInput) []*discoveryv1.EndpointSlice {
 	svc := in.Service
 	headless := svc.Spec.ClusterIP == corev1.ClusterIPNone
@@ -71,7 +78,10 @@ func DesiredSlices(in SliceInput) []*discoveryv1.EndpointSlice {
 				submv1.LabelSourceNamespace:   svc.Namespace,
 				submv1.LabelIsHeadless:        strconv.FormatBool(headless),
 			},
-			Annotations: map[string]string{submv1.AnnotationPublishNotReady: strconv.FormatBool(publishNotReady)},
+			Annotations: map[string]string{
+				submv1.AnnotationPublishNotReady:  strconv.FormatBool(publishNotReady),
+				submv1.AnnotationGlobalnetEnabled: strconv.FormatBool(in.Globalnet),
+			},
 		}
 	}
 

@@ -33,6 +33,12 @@ func sourceSlice(name string, addrType discoveryv1.AddressType, eps ...discovery
 	}
 }
 
+func headlessSvc(publishNotReady bool) *corev1.Service {
+	return service(func(s *corev1.Service) {
+		s.Spec.ClusterIP, s.Spec.PublishNotReadyAddresses = corev1.ClusterIPNone, publishNotReady
+	})
+}
+
 // describeSlices renders slices as text, one line per slice and one per endpoint.
 func describeSlices(ss []*discoveryv1.EndpointSlice) string {
 	var b strings.Builder
@@ -72,11 +78,6 @@ func TestDesiredSlices(t *testing.T) {
 	hash1, hash2 := shortHash("web-abcde"), shortHash("web-fghij")
 	if hash2 >= hash1 {
 		t.Fatalf("the table assumes the slice of web-fghij (%s) sorts before that of web-abcde (%s)", hash2, hash1)
-	}
-	headlessSvc := func(publishNotReady bool) *corev1.Service {
-		return service(func(s *corev1.Service) {
-			s.Spec.ClusterIP, s.Spec.PublishNotReadyAddresses = corev1.ClusterIPNone, publishNotReady
-		})
 	}
 	tests := []struct {
 		name string
@@ -192,5 +193,30 @@ func TestSliceChanged(t *testing.T) {
 	have.Annotations = nil
 	if !sliceChanged(have, want) {
 		t.Error("a slice without the publish-not-ready annotation counts as unchanged")
+	}
+	in.Globalnet = true
+	if !sliceChanged(want, DesiredSlices(in)[0]) {
+		t.Error("a slice published before Globalnet counts as unchanged")
+	}
+}
+
+// TestDesiredSlicesSayGlobalnet: the slices of a cluster with Globalnet, of
+// either kind of Service, say their addresses are global; without, that they are not.
+func TestDesiredSlicesSayGlobalnet(t *testing.T) {
+	headless := SliceInput{ClusterID: "cluster2", Service: headlessSvc(false), Sources: []*discoveryv1.EndpointSlice{
+		sourceSlice("web-abcde", discoveryv1.AddressTypeIPv4),
+	}}
+	withIP := SliceInput{ClusterID: "cluster2", Service: service(nil), Address: netip.MustParseAddr("100.2.0.10")}
+	for _, in := range []SliceInput{headless, withIP} {
+		for _, on := range []bool{false, true} {
+			in.Globalnet = on
+			s := DesiredSlices(in)
+			if len(s) != 1 {
+				t.Fatalf("%d slices for %s; want 1", len(s), in.Service.Name)
+			}
+			if got, want := s[0].Annotations["lighthouse.submariner.io/globalnet-enabled"], fmt.Sprint(on); got != want {
+				t.Errorf("slice %s with Globalnet %v: globalnet-enabled=%q; want %q", s[0].Name, on, got, want)
+			}
+		}
 	}
 }
