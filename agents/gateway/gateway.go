@@ -485,7 +485,7 @@ func (g *Gateway) tryPrepare(ctx context.Context) error {
 	return nil
 }
 
-// orNone is a for the logs: "none" when it is unset.
+// orNone renders a for the logs: "none" when it is unset.
 func orNone(a netip.Addr) string {
 	if !a.IsValid() {
 		return "none"
