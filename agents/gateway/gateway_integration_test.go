@@ -207,6 +207,18 @@ func (g *testGateway) stop(t *testing.T) {
 	})
 }
 
+// startClusterset starts a broker, with its namespace, and the clusters, each
+// with the component namespace.
+func startClusterset(t *testing.T, clusters ...string) (*controlplane.Plane, []*controlplane.Plane) {
+	t.Helper()
+	planes := controlplane.Start(t, append([]string{"broker"}, clusters...)...)
+	createNamespace(t, planes[0], submv1.BrokerNamespace)
+	for _, c := range planes[1:] {
+		createNamespace(t, c, submv1.ComponentNamespace)
+	}
+	return planes[0], planes[1:]
+}
+
 func createNamespace(t *testing.T, p *controlplane.Plane, name string) {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
@@ -297,11 +309,8 @@ func podLabel(ctx context.Context, p *controlplane.Plane, node string) (string, 
 // over, evicts the old Endpoint and publishes its own; cluster2 moves its tunnel to
 // it; the stopped gateway's Gateway object is deleted once stale.
 func TestGatewaysElectPublishAndFailOver(t *testing.T) {
-	planes := controlplane.Start(t, "broker", "cluster1", "cluster2")
-	broker, c1, c2 := planes[0], planes[1], planes[2]
-	createNamespace(t, broker, submv1.BrokerNamespace)
-	createNamespace(t, c1, submv1.ComponentNamespace)
-	createNamespace(t, c2, submv1.ComponentNamespace)
+	broker, cs := startClusterset(t, "cluster1", "cluster2")
+	c1, c2 := cs[0], cs[1]
 	gatewayNode(t, c1, "c1-gw1", "198.51.100.11")
 	gatewayNode(t, c1, "c1-gw2", "198.51.100.12")
 	gatewayNode(t, c2, "c2-gw1", "198.51.100.21")
@@ -479,10 +488,8 @@ func endpointName(clusterID, node string) string {
 // part in the election and reports not ready; once the driver can be created, it
 // goes on by itself.
 func TestGatewayWithoutPSK(t *testing.T) {
-	planes := controlplane.Start(t, "broker", "cluster1")
-	broker, c1 := planes[0], planes[1]
-	createNamespace(t, broker, submv1.BrokerNamespace)
-	createNamespace(t, c1, submv1.ComponentNamespace)
+	broker, cs := startClusterset(t, "cluster1")
+	c1 := cs[0]
 	gatewayNode(t, c1, "c1-gw1", "198.51.100.11")
 
 	var mu sync.Mutex
@@ -528,11 +535,8 @@ func TestGatewayWithoutPSK(t *testing.T) {
 // published its Endpoint, the old one removes its tunnels and stays ready, with
 // its driver initialised, for the next takeover.
 func TestLostLeadership(t *testing.T) {
-	planes := controlplane.Start(t, "broker", "cluster1", "cluster2")
-	broker, c1, c2 := planes[0], planes[1], planes[2]
-	createNamespace(t, broker, submv1.BrokerNamespace)
-	createNamespace(t, c1, submv1.ComponentNamespace)
-	createNamespace(t, c2, submv1.ComponentNamespace)
+	broker, cs := startClusterset(t, "cluster1", "cluster2")
+	c1, c2 := cs[0], cs[1]
 	gatewayNode(t, c1, "c1-gw1", "198.51.100.11")
 	gatewayNode(t, c1, "c1-gw2", "198.51.100.12")
 	gatewayNode(t, c2, "c2-gw1", "198.51.100.21")
@@ -600,10 +604,8 @@ func TestLostLeadership(t *testing.T) {
 // release after a failed renewal judged by a stale record and freed the
 // successor's Lease, and the old gateway took it back.)
 func TestPartitionedLeader(t *testing.T) {
-	planes := controlplane.Start(t, "broker", "cluster1")
-	broker, c1 := planes[0], planes[1]
-	createNamespace(t, broker, submv1.BrokerNamespace)
-	createNamespace(t, c1, submv1.ComponentNamespace)
+	broker, cs := startClusterset(t, "cluster1")
+	c1 := cs[0]
 	gatewayNode(t, c1, "c1-gw1", "198.51.100.11")
 	gatewayNode(t, c1, "c1-gw2", "198.51.100.12")
 	gws := map[string]*testGateway{
