@@ -154,6 +154,11 @@ func TestCoreDNS(t *testing.T) {
 	// SERVFAIL until the informers have synced, then the answers.
 	eventually(t, "the first answer", "NOERROR aa=true tc=false\nanswer: nginx.integ.svc.clusterset.local. 7 IN A 10.1.0.10\n",
 		func() string { return exchange(t, "udp", udp, "nginx.integ.svc.clusterset.local.", dns.TypeA) })
+	// The informers sync once and then watch, so objects applied after their list
+	// arrive later; big's import and slice were applied last of their kinds.
+	eventually(t, "big's answer", fmt.Sprintf("%d records", len(many)), func() string {
+		return fmt.Sprintf("%d records", strings.Count(exchange(t, "tcp", tcp, "big.integ.svc.clusterset.local.", dns.TypeA), "answer: "))
+	})
 	resp, err := http.Get("http://" + ready + "/ready")
 	if err != nil {
 		t.Fatal(err)
