@@ -9,6 +9,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apiextensionsclient "k8s.io/apiextensions-apiserver/pkg/client/clientset/clientset"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -48,10 +49,17 @@ func waitSynced(t *testing.T, c *controller) {
 }
 
 // apply creates obj, or updates it when it exists; a Gateway's status is written
-// through the status subresource.
+// through the status subresource. The object is deleted when the test ends, so
+// tests sharing the API server (and repeated runs) see only their own.
 func apply(t *testing.T, p *controlplane.Plane, obj client.Object) {
 	t.Helper()
 	ctx := context.Background()
+	t.Cleanup(func() {
+		err := p.Client.Delete(ctx, obj.DeepCopyObject().(client.Object))
+		if err != nil && !apierrors.IsNotFound(err) && !apimeta.IsNoMatchError(err) {
+			t.Errorf("deleting %T %s after the test: %v", obj, client.ObjectKeyFromObject(obj), err)
+		}
+	})
 	var status *submv1.GatewayStatus
 	if gw, ok := obj.(*submv1.Gateway); ok {
 		s := gw.Status
