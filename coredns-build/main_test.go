@@ -196,11 +196,21 @@ func TestHTTPEndpoints(t *testing.T) {
 		}
 	}
 
-	// The responses counter of whoami grows by one per query.
+	// The responses counter of whoami grows by one per query. The metrics plugin
+	// counts after the answer is written, so the client can read the answer before
+	// the counter moves: wait for it to move, then check by how much.
 	series := `coredns_dns_responses_total{plugin="whoami",rcode="NOERROR",server="dns://127.0.0.1:0",view="",zone="."}`
-	before := metricValue(t, "http://"+metrics+"/metrics", series)
+	url := "http://" + metrics + "/metrics"
+	before := metricValue(t, url, series)
 	exchange(t, "udp", srv.udp, new(dns.Msg).SetQuestion("counted.test.", dns.TypeA))
-	if after := metricValue(t, "http://"+metrics+"/metrics", series); after != before+1 {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var after float64
+	waitFor(ctx, t, "the responses counter to count the query", func() (bool, string) {
+		after = metricValue(t, url, series)
+		return after != before, fmt.Sprintf("%s = %v", series, after)
+	})
+	if after != before+1 {
 		t.Errorf("%s went from %v to %v after one query, want %v", series, before, after, before+1)
 	}
 }
