@@ -109,6 +109,7 @@ func TestRegistry(t *testing.T) {
 	const a, b submv1.Backend = "test-a", "test-b"
 	var cleaned []string
 	for _, name := range []submv1.Backend{b, a} {
+		t.Cleanup(func() { cable.Unregister(name) })
 		cable.Register(name, cable.Factory{
 			New: func(cfg cable.Config) (cable.Driver, error) {
 				if cfg.Port == 0 {
